@@ -1,0 +1,36 @@
+"""The contract between the preprocessor and whatever runs the `inspector` model.
+
+On the line that is Triton (preprocessor/inspector_client.py, over KServe v2 gRPC);
+in unit tests a fake. The version that answered is part of the result, read from
+the server's response, because the aggregator must apply that version's thresholds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class InferenceUnavailable(Exception):
+    """The inference server cannot answer now (down, not ready, deadline exceeded)."""
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    scores: np.ndarray     # float32 [N]
+    heatmaps: np.ndarray   # float32 [N, P, P, 1]
+    model_name: str
+    model_version: int
+
+
+class Inspector(Protocol):
+    """Runs the inspector graph on one acquisition's patches."""
+
+    def patch_size(self) -> int:
+        """Side of the square patches the served model expects."""
+        ...
+
+    def infer(self, patches: np.ndarray, timeout_s: float) -> InferenceResult:
+        """Score patches [N, P, P, 1] float32 in [0, 1]; raise InferenceUnavailable on failure."""
+        ...
