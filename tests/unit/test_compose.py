@@ -1,0 +1,192 @@
+"""docker-compose.yml: valid Compose Specification, and the line cluster's rules hold.
+
+No Docker engine here: the file is parsed (PyYAML), interpolated with .env.example
+and validated against the official Compose Specification schema (jsonschema); the
+`docker compose config` check runs only where the Compose CLI plugin exists.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+
+import jsonschema
+import pytest
+
+from tests.unit.compose_support import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    REPO,
+    MissingVariable,
+    compose_schema,
+    interpolate,
+    load_compose,
+    read_env_file,
+    referenced_variables,
+)
+
+ONE_SHOT = {"plan-builder"}
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def compose(raw: dict) -> dict:
+    return interpolate(raw, read_env_file())
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.protocols.Validator:
+    schema = compose_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _errors(validator: jsonschema.protocols.Validator, doc: dict) -> list[str]:
+    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_compose_file_is_valid_under_the_compose_specification(validator, raw, compose) -> None:
+    assert _errors(validator, raw) == []
+    assert _errors(validator, compose) == []
+
+
+def test_the_schema_check_catches_a_broken_compose_file(validator, compose) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["redis"]["healthcheck"]["interval"] = ["5s"]
+    broken["services"]["triton"]["depends_on"]["plan-builder"]["condition"] = "when_it_feels_like_it"
+    assert len(_errors(validator, broken)) >= 2
+
+
+def test_compose_file_has_no_version_key_and_names_the_project(raw) -> None:
+    assert "version" not in raw
+    assert raw["name"] == "vialguard"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose) -> None:
+    for name, service in compose["services"].items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", f"one-shot {name} must not be restarted"
+            continue
+        check = service.get("healthcheck")
+        assert check and check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+
+
+def test_redis_keeps_an_append_only_file_and_takes_its_password_from_the_environment(raw, compose) -> None:
+    redis = raw["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    assert "--appendonly yes" in redis["command"]
+    assert "--requirepass ${REDIS_PASSWORD:?" in redis["command"]
+    assert "redis-data:/data" in redis["volumes"]
+    test = " ".join(redis["healthcheck"]["test"])
+    assert "redis-cli" in test and "ping" in test
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+    password = read_env_file()["REDIS_PASSWORD"]
+    assert compose["services"]["redis"]["environment"]["REDISCLI_AUTH"] == password
+
+
+def test_compose_refuses_to_start_without_a_redis_password(raw) -> None:
+    env = read_env_file()
+    del env["REDIS_PASSWORD"]
+    with pytest.raises(MissingVariable, match="REDIS_PASSWORD"):
+        interpolate(raw, env)
+
+
+def test_triton_uses_explicit_model_control_the_gpu_config_and_a_reserved_gpu(compose) -> None:
+    triton = compose["services"]["triton"]
+    image = triton["image"]
+    assert image.startswith("nvcr.io/nvidia/tritonserver:") and image.endswith("-py3")
+    assert image.split(":")[1][:2].isdigit(), "the Triton image must be pinned to a release tag"
+    command = triton["command"]
+    assert command[0] == "tritonserver"
+    assert "--model-repository=/models" in command
+    assert "--model-control-mode=explicit" in command
+    assert "--load-model=inspector" in command
+    assert "--model-config-name=gpu" in command
+    assert "./model_repository:/models:ro" in triton["volumes"]
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    _assert_one_gpu(triton)
+
+
+def test_triton_starts_only_after_the_plan_was_built_on_the_same_image(compose) -> None:
+    triton, builder = compose["services"]["triton"], compose["services"]["plan-builder"]
+    assert triton["depends_on"]["plan-builder"]["condition"] == "service_completed_successfully"
+    assert builder["image"] == triton["image"], "a plan only runs under the TensorRT that built it"
+    assert "./model_repository:/models" in builder["volumes"]  # read-write for the plan
+    assert any("build_trt_plan.sh" in part for part in builder["entrypoint"] + builder.get("command", []))
+    _assert_one_gpu(builder)
+
+
+def test_services_wait_for_healthy_dependencies(compose) -> None:
+    services = compose["services"]
+    pre, agg = services["preprocessor"]["depends_on"], services["aggregator"]["depends_on"]
+    for dependency in ("redis", "triton", "aggregator"):
+        assert pre[dependency]["condition"] == "service_healthy"
+    assert agg["redis"]["condition"] == "service_healthy"
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+
+
+def test_services_get_their_configuration_from_the_environment(compose) -> None:
+    for name in ("preprocessor", "aggregator"):
+        env = compose["services"][name]["environment"]
+        password = read_env_file()["REDIS_PASSWORD"]
+        assert f":{password}@redis:6379" in env["VIALGUARD_REDIS_URL"], name
+        assert env["VIALGUARD_RUN_POLICY_K"] == read_env_file()["VIALGUARD_RUN_POLICY_K"]
+
+
+def test_trainer_runs_only_in_the_train_profile_on_a_gpu(compose) -> None:
+    services = compose["services"]
+    assert services["trainer"]["profiles"] == ["train"]
+    assert [n for n, s in services.items() if s.get("profiles")] == ["trainer"]
+    mounts = services["trainer"]["volumes"]
+    assert any(m.endswith(":/data:ro") for m in mounts)
+    assert "./model_repository:/models" in mounts
+    _assert_one_gpu(services["trainer"])
+
+
+def test_every_variable_compose_uses_is_documented_in_env_example() -> None:
+    documented = read_env_file()
+    for name, op in referenced_variables(COMPOSE_FILE.read_text(encoding="utf-8")).items():
+        required = op in (None, ":?", "?")
+        assert not required or name in documented, f"${name} is required but not in {ENV_EXAMPLE.name}"
+
+
+def test_every_path_compose_references_exists(compose) -> None:
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build:
+            context = REPO / build["context"]
+            assert context.is_dir(), f"{name}: build context {context} missing"
+            assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} missing"
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith((".", "/")) and source != "./data":  # ./data: the user's images
+                assert (REPO / source).exists(), f"{name}: bind mount source {source} missing"
+        for env_file in service.get("env_file", []):
+            assert (REPO / env_file).is_file(), f"{name}: env_file {env_file} missing"
+    assert ENV_EXAMPLE.is_file()
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="the Docker Compose CLI plugin is not installed here",
+)
+def test_docker_compose_config_accepts_the_file() -> None:
+    result = subprocess.run(
+        ["docker", "compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE),
+         "--profile", "train", "config", "--quiet"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _assert_one_gpu(service: dict) -> None:
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]

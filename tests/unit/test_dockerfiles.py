@@ -1,0 +1,87 @@
+"""Dockerfiles and image requirements: what they copy exists, they run as non-root,
+declare a health check, pin their bases, and service images carry no TensorFlow."""
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.unit.compose_support import REPO, copy_sources, dockerfile_instructions, load_compose
+
+DOCKERFILES = sorted(
+    REPO / s["build"]["dockerfile"] for s in load_compose()["services"].values() if "build" in s
+)
+SERVICE_REQUIREMENTS = ["preprocessor", "aggregator"]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"{path.name}: '{line}' is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
+    return pins
+
+
+def _dockerignore() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_every_service_that_builds_has_its_dockerfile() -> None:
+    names = {p.parent.name for p in DOCKERFILES}
+    assert names == {"preprocessor", "aggregator", "trainer"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_every_path_a_dockerfile_copies_exists_and_is_not_dockerignored(dockerfile: Path) -> None:
+    ignored = _dockerignore()
+    sources = [s for i in dockerfile_instructions(dockerfile) if i.keyword in ("COPY", "ADD")
+               for s in copy_sources(i)]
+    assert sources, f"{dockerfile} copies nothing"
+    for source in sources:
+        matches = list(REPO.glob(source.rstrip("/")))
+        assert matches, f"{dockerfile.relative_to(REPO)} copies '{source}', which does not exist"
+        top = source.rstrip("/").split("/")[0]
+        assert not any(fnmatch.fnmatch(top, pattern) for pattern in ignored), (
+            f"'{source}' is excluded from the build context by .dockerignore"
+        )
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfiles_pin_their_base_run_as_non_root_and_check_health(dockerfile: Path) -> None:
+    instructions = dockerfile_instructions(dockerfile)
+    bases = [i.arguments.split()[0] for i in instructions if i.keyword == "FROM"]
+    for base in bases:
+        assert ":" in base and not base.endswith(":latest"), f"{dockerfile}: base {base} not pinned"
+    users = [i.arguments for i in instructions if i.keyword == "USER"]
+    assert users and users[-1] not in ("root", "0"), f"{dockerfile}: runs as root"
+    assert any(i.keyword == "HEALTHCHECK" for i in instructions), f"{dockerfile}: no HEALTHCHECK"
+    entry = [i.arguments for i in instructions if i.keyword == "ENTRYPOINT"]
+    assert entry and entry[-1].startswith("["), "exec-form ENTRYPOINT, so SIGTERM reaches Python"
+
+
+@pytest.mark.parametrize("name", [*SERVICE_REQUIREMENTS, "trainer"])
+def test_image_requirements_use_the_pins_of_main_txt(name: str) -> None:
+    main = _pins(REPO / "requirements" / "main.txt")
+    subset = _pins(REPO / "requirements" / f"{name}.txt")
+    assert subset
+    for package, version in subset.items():
+        assert package in main, f"{name}.txt installs {package}, absent from main.txt"
+        assert version == main[package], f"{name}.txt pins {package}=={version}, main.txt {main[package]}"
+
+
+@pytest.mark.parametrize("name", SERVICE_REQUIREMENTS)
+def test_service_images_carry_no_tensorflow(name: str) -> None:
+    subset = _pins(REPO / "requirements" / f"{name}.txt")
+    assert not [p for p in subset if p.startswith(("tensorflow", "keras", "tf2onnx"))]
+
+
+def test_dockerignore_keeps_environments_data_and_secrets_out_of_images() -> None:
+    ignored = _dockerignore()
+    for must in (".git", ".venv", ".env", "data", "model_repository"):
+        assert must in ignored

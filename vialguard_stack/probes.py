@@ -1,0 +1,116 @@
+"""Readiness probes: is Redis answering, is a gRPC server SERVING, is Triton ready.
+
+The same functions answer the local supervisor's readiness waits and the Docker
+HEALTHCHECKs (`python -m vialguard_stack.probes grpc 127.0.0.1:50051`), so "ready"
+means one thing on a laptop and on the line cluster. Every probe returns a
+(ok, reason) pair instead of raising: a probe that is not ready yet is the normal
+case while a service starts, and the reason is what an engineer reads when it
+never becomes ready. Third-party imports are local to each probe so an image
+only needs the client of the probe it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+Probe = tuple[bool, str]
+
+
+def redis_ready(host: str, port: int, password: str | None = None, timeout_s: float = 1.0) -> Probe:
+    """PING answered with PONG (with AUTH when the server requires a password)."""
+    import redis
+
+    client = redis.Redis(host=host, port=port, password=password or None,
+                         socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        return (True, "PONG") if client.ping() else (False, "PING not answered with PONG")
+    except redis.exceptions.AuthenticationError as exc:
+        return False, f"redis at {host}:{port} refused the password: {exc}"
+    except redis.exceptions.RedisError as exc:
+        return False, f"redis at {host}:{port} not answering: {exc}"
+    finally:
+        client.close()
+
+
+def grpc_serving(target: str, service: str = "", timeout_s: float = 1.0) -> Probe:
+    """The standard gRPC health service reports SERVING for `service` ("" = the server)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(target)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return status == "SERVING", f"gRPC health of '{service or '<server>'}' at {target}: {status}"
+    except grpc.RpcError as exc:
+        return False, f"gRPC health at {target}: {exc.code().name} {exc.details()}"
+    finally:
+        channel.close()
+
+
+def http_ready(url: str, timeout_s: float = 1.0) -> Probe:
+    """HTTP 200 from `url` (Triton's /v2/health/ready, /v2/models/<m>/ready)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:  # noqa: S310 (local URL)
+            return reply.status == 200, f"{url}: HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"{url}: HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return False, f"{url}: {exc}"
+
+
+def file_fresh(path: str | Path, max_age_s: float) -> Probe:
+    """A heartbeat file touched less than `max_age_s` ago (a worker loop still turning)."""
+    p = Path(path)
+    try:
+        age = time.time() - p.stat().st_mtime
+    except FileNotFoundError:
+        return False, f"heartbeat {p} does not exist (worker never started its loop)"
+    return age <= max_age_s, f"heartbeat {p} is {age:.1f} s old (limit {max_age_s:.0f} s)"
+
+
+def _split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host:
+        return value, default_port
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when healthy, 1 when not (the reason goes to stderr): Docker's contract."""
+    parser = argparse.ArgumentParser(prog="python -m vialguard_stack.probes", description=__doc__)
+    sub = parser.add_subparsers(dest="probe", required=True)
+    p = sub.add_parser("redis", help="PING a Redis; password from $REDIS_PASSWORD")
+    p.add_argument("address", help="host:port")
+    p = sub.add_parser("grpc", help="gRPC health check")
+    p.add_argument("target", help="host:port")
+    p.add_argument("--service", default="")
+    p = sub.add_parser("http", help="HTTP 200 from a URL")
+    p.add_argument("url")
+    p = sub.add_parser("fresh", help="heartbeat file younger than --max-age seconds")
+    p.add_argument("path")
+    p.add_argument("--max-age", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
+    if args.probe == "redis":
+        host, port = _split_host_port(args.address, 6379)
+        ok, reason = redis_ready(host, port, os.environ.get("REDIS_PASSWORD"), args.timeout)
+    elif args.probe == "grpc":
+        ok, reason = grpc_serving(args.target, args.service, args.timeout)
+    elif args.probe == "http":
+        ok, reason = http_ready(args.url, args.timeout)
+    else:
+        ok, reason = file_fresh(args.path, args.max_age)
+    print(reason, file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
