@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from vialguard.messages import CONSUMER_GROUP, SCORES_STREAM
 
 Probe = tuple[bool, str]
 
@@ -65,6 +68,38 @@ def http_ready(url: str, timeout_s: float = 1.0) -> Probe:
         return False, f"{url}: {exc}"
 
 
+def consumer_active(redis_url: str, stream: str, group: str, name_prefix: str,
+                    max_idle_ms: int, timeout_s: float = 1.0) -> Probe:
+    """A consumer of `group` named `name_prefix...` called Redis less than `max_idle_ms` ago.
+
+    A consumer blocked in XREADGROUP renews its idle time on every call, even on an
+    empty stream, so this tells a turning worker loop from a stuck or dead one
+    without the worker writing anything. The aggregator names its consumer
+    hostname-pid, and a container's hostname is its own, so the prefix picks out
+    this replica among several in the same group.
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        consumers = client.xinfo_consumers(stream, group)
+    except redis.exceptions.ResponseError as exc:
+        return False, f"no consumer group '{group}' on '{stream}' yet: {exc}"
+    except redis.exceptions.RedisError as exc:
+        return False, f"redis not answering: {exc}"
+    finally:
+        client.close()
+    mine = [c for c in consumers if _text(c["name"]).startswith(name_prefix)]
+    if not mine:
+        return False, f"no consumer named {name_prefix}* in group '{group}' of '{stream}'"
+    idle = min(int(c["idle"]) for c in mine)
+    return idle <= max_idle_ms, f"consumer {name_prefix}* last read {idle} ms ago (limit {max_idle_ms} ms)"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def file_fresh(path: str | Path, max_age_s: float) -> Probe:
     """A heartbeat file touched less than `max_age_s` ago (a worker loop still turning)."""
     p = Path(path)
@@ -93,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--service", default="")
     p = sub.add_parser("http", help="HTTP 200 from a URL")
     p.add_argument("url")
+    p = sub.add_parser("consumer", help="a Redis Streams consumer still reading; URL from $VIALGUARD_REDIS_URL")
+    p.add_argument("--stream", default=SCORES_STREAM)
+    p.add_argument("--group", default=CONSUMER_GROUP)
+    p.add_argument("--prefix", default=socket.gethostname(), help="consumer name prefix (default: hostname)")
+    p.add_argument("--max-idle-ms", type=int, default=30_000)
     p = sub.add_parser("fresh", help="heartbeat file younger than --max-age seconds")
     p.add_argument("path")
     p.add_argument("--max-age", type=float, default=30.0)
@@ -106,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         ok, reason = grpc_serving(args.target, args.service, args.timeout)
     elif args.probe == "http":
         ok, reason = http_ready(args.url, args.timeout)
+    elif args.probe == "consumer":
+        url = os.environ.get("VIALGUARD_REDIS_URL", "redis://localhost:6379/0")
+        ok, reason = consumer_active(url, args.stream, args.group, args.prefix, args.max_idle_ms, args.timeout)
     else:
         ok, reason = file_fresh(args.path, args.max_age)
     print(reason, file=sys.stderr)
