@@ -1,0 +1,98 @@
+"""Every setting of the aggregator with its default, in one place.
+
+Precedence: command line > environment (docker compose) > the defaults below.
+Durations carry their unit in the name, so a compose file cannot mix up
+seconds and milliseconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+def default_consumer_name() -> str:
+    """hostname-pid: unique per process, so two replicas never share pending entries."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    redis_url: str = "redis://localhost:6379/0"
+    consumer: str = ""                       # empty -> default_consumer_name()
+    model_repository: Path = Path("model_repository")
+    audit_db: Path = Path("var/audit/verdicts.sqlite3")
+    block_ms: int = 1000                     # XREADGROUP BLOCK: also the worst-case SIGTERM latency
+    claim_idle_ms: int = 5000                # a pending entry idle this long belongs to a dead consumer
+    batch_count: int = 16                    # entries per XREADGROUP / XAUTOCLAIM
+    reply_ttl_s: int = 30                    # a reply nobody BLPOPs (preprocessor gave up) expires
+    verdict_ttl_s: int = 7 * 24 * 3600       # idempotency key: covers any retry of the preprocessor
+    product_ttl_s: int = 7 * 24 * 3600       # run-policy state of a product (rebuilt from the audit)
+    reconnect_max_s: float = 10.0            # ceiling of the exponential backoff when Redis is down
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("block_ms", "claim_idle_ms", "batch_count", "reply_ttl_s", "verdict_ttl_s", "product_ttl_s"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"aggregator setting {name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def consumer_name(self) -> str:
+        return self.consumer or default_consumer_name()
+
+
+# Environment variable -> field. VIALGUARD_* are shared with the other services.
+ENV_VARS: dict[str, str] = {
+    "VIALGUARD_REDIS_URL": "redis_url",
+    "VIALGUARD_MODEL_REPOSITORY": "model_repository",
+    "VIALGUARD_AUDIT_DB": "audit_db",
+    "AGGREGATOR_CONSUMER": "consumer",
+    "AGGREGATOR_BLOCK_MS": "block_ms",
+    "AGGREGATOR_CLAIM_IDLE_MS": "claim_idle_ms",
+    "AGGREGATOR_BATCH_COUNT": "batch_count",
+    "AGGREGATOR_REPLY_TTL_S": "reply_ttl_s",
+    "AGGREGATOR_VERDICT_TTL_S": "verdict_ttl_s",
+    "AGGREGATOR_PRODUCT_TTL_S": "product_ttl_s",
+    "AGGREGATOR_RECONNECT_MAX_S": "reconnect_max_s",
+    "AGGREGATOR_LOG_LEVEL": "log_level",
+}
+
+_TYPES = {f.name: f.type for f in fields(AggregatorConfig)}
+
+
+def _convert(name: str, raw: str) -> object:
+    kind = _TYPES[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"aggregator setting {name}={raw!r} is not a valid {kind}") from exc
+
+
+def from_env(environ: Mapping[str, str] | None = None, base: AggregatorConfig | None = None) -> AggregatorConfig:
+    """Defaults overridden by whichever of ENV_VARS are set."""
+    environ = os.environ if environ is None else environ
+    changes = {name: _convert(name, environ[var]) for var, name in ENV_VARS.items() if environ.get(var, "") != ""}
+    return replace(base or AggregatorConfig(), **changes)
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> AggregatorConfig:
+    """Command line over environment over defaults."""
+    env_config = from_env(environ)
+    parser = argparse.ArgumentParser(prog="python -m aggregator", description="vialguard aggregator: scores -> verdicts (Redis Streams consumer group)")
+    for var, name in ENV_VARS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, default=None,
+            help=f"default {getattr(env_config, name) or 'hostname-pid'!s} (env {var})",
+        )
+    args = parser.parse_args(argv)
+    changes = {name: _convert(name, value) for name, value in vars(args).items() if value is not None}
+    return replace(env_config, **changes)
