@@ -9,7 +9,7 @@ because the paper reports time per patch as time per 60-patch batch / 60.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -168,15 +168,45 @@ def score_stream(
                                   runtime=runtime)
 
 
-def keras_scorer(inspector: Any) -> PatchScorer:
-    """Scores from the Keras inspector graph (outputs {"score", "heatmap"}), traced once."""
+def keras_scorer(inspector: Callable[[Any], Mapping[str, Any]]) -> PatchScorer:
+    """Scores from the TensorFlow inspector graph (trainer.inspector.build_inspector)."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
-    def _score(x: tf.Tensor) -> tf.Tensor:
-        return inspector(x, training=False)["score"]
+    from vialguard.inspector_io import OUTPUT_SCORE
 
-    return lambda patches: _score(tf.convert_to_tensor(patches, tf.float32)).numpy()
+    return lambda patches: inspector(tf.constant(patches, tf.float32))[OUTPUT_SCORE].numpy()
+
+
+def labelled_stream(
+    dataset: Iterable[tuple[Any, Mapping[str, Any]]], inspected_frames: tuple[int, ...] | None = None
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Adapt trainer.pipeline.labelled_dataset elements to :func:`score_stream` chunks.
+
+    Keeps only camera frames the line inspects: rank images (min/max) and, when
+    ``inspected_frames`` is given, frames the recipe does not send are dropped,
+    because thresholds must be calibrated on what serving will score. The frame
+    column becomes the frame slot among the inspected frames.
+    """
+    from trainer import patch_records as pr
+
+    for patches, meta in dataset:
+        m = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in meta.items()}
+        kind = np.array([k.decode() if isinstance(k, bytes) else str(k) for k in m[pr.IMAGE_KIND]])
+        keep = kind == "frame"
+        frame = m[pr.FRAME_SLOT].astype(np.int64)
+        if inspected_frames is not None:
+            lookup = {f: slot for slot, f in enumerate(inspected_frames)}
+            keep &= np.isin(m[pr.FRAME_INDEX], list(inspected_frames))
+            frame = np.array([lookup.get(int(f), -1) for f in m[pr.FRAME_INDEX]], dtype=np.int64)
+        if not keep.any():
+            continue
+        p = np.asarray(patches.numpy() if hasattr(patches, "numpy") else patches)[keep]
+        yield p, {
+            "acquisition_id": m[pr.ACQUISITION_ID][keep], "product_id": m[pr.PRODUCT_ID][keep],
+            "run_index": m[pr.RUN_INDEX][keep], "frame": frame[keep], "vial": m[pr.VIAL][keep],
+            "region": m[pr.REGION][keep], "patch_defective": m[pr.LABEL][keep] > 0,
+            "acquisition_defective": m[pr.ACQUISITION_LABEL][keep] > 0,
+        }
 
 
 def onnx_scorer(model: bytes | str, threads: int | None = None) -> PatchScorer:
