@@ -1,0 +1,203 @@
+"""A local `tritonserver` process, from the nvidia-pytriton wheel in .venv-triton.
+
+For machines without Docker (development, CI, the demo, the benchmarks): the same
+server binary as the Triton container, running the CPU config of `inspector`
+(Python backend + ONNX Runtime). scripts/setup_triton.sh prepares .venv-triton:
+numpy < 2 (Triton 2.51's stub returns empty outputs with numpy 2), onnxruntime,
+and the wheel's binary with the Python backend stub for this Python.
+
+The stub embeds the system libpython3.11; it finds its packages through the first
+`python3` on PATH, so .venv-triton/bin goes first, and the wheel's bundled
+libraries go on LD_LIBRARY_PATH. Each server gets its own shared-memory prefix so
+that two servers (two test sessions) on one machine never share a region.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vialguard.inspector_io import MODEL_NAME
+from vialguard_stack.probes import http_ready
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENV = REPO_ROOT / ".venv-triton"
+LOG_TAIL_LINES = 40
+
+
+class TritonNotInstalled(RuntimeError):
+    """.venv-triton or the tritonserver binary in it is missing."""
+
+
+class TritonStartError(RuntimeError):
+    """tritonserver exited or did not become ready in time; the message holds its log tail."""
+
+
+@dataclass(frozen=True)
+class TritonInstallation:
+    """Where scripts/setup_triton.sh put the server, its backends and its Python environment."""
+
+    env: Path
+    binary: Path
+    backend_dir: Path
+    cache_dir: Path
+    libs_dir: Path
+
+    @classmethod
+    def find(cls, env: Path = DEFAULT_ENV) -> "TritonInstallation":
+        env = Path(env).absolute()  # keep the venv's own path: bin/python3 is a symlink
+        site = sorted(env.glob("lib/python3*/site-packages"))
+        root = site[0] / "pytriton" / "tritonserver" if site else env / "missing"
+        found = cls(env, root / "bin" / "tritonserver", root / "backends", root / "caches",
+                    root.parent.parent / "nvidia_pytriton.libs")
+        stub = found.backend_dir / "python" / "triton_python_backend_stub"
+        missing = [p for p in (found.binary, stub, found.libs_dir) if not p.exists()]
+        if missing:
+            raise TritonNotInstalled(f"Triton is not installed in {env} (missing {missing[0]}); run scripts/setup_triton.sh")
+        return found
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Process environment: the backend's venv first on PATH, the wheel's libraries found."""
+        env = dict(os.environ if base is None else base)
+        for leak in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
+            env.pop(leak, None)  # the caller's venv must not shadow numpy < 2
+        env["VIRTUAL_ENV"] = str(self.env)
+        env["PATH"] = f"{self.env / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(self.libs_dir), env.get("LD_LIBRARY_PATH", "")) if p)
+        return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class TritonServer:
+    """A running tritonserver child process and the addresses it serves."""
+
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    http_port: int
+    metrics_port: int
+    log_path: Path
+    repository: Path
+    started_s: float = field(default=0.0)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM (Triton drains in-flight requests), then SIGKILL the whole process group."""
+        if self.running():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would: the server and its Python stubs."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def __enter__(self) -> "TritonServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_triton(
+    repository: Path,
+    config_name: str = "cpu",
+    *,
+    installation: TritonInstallation | None = None,
+    grpc_port: int | None = None,
+    http_port: int | None = None,
+    metrics_port: int | None = None,
+    log_path: Path | None = None,
+    ready_timeout_s: float = 60.0,
+    load_model: bool = True,
+) -> TritonServer:
+    """Start tritonserver with explicit model control and wait until `inspector` is ready.
+
+    Boots `inspector` with ``configs/<config_name>.pbtxt`` (newest version); use
+    vialguard_stack.rollout.load_version to pin a version. Raises TritonStartError
+    with the server's log tail if it exits or is not ready within the timeout.
+    """
+    inst = installation or TritonInstallation.find()
+    repository = Path(repository).resolve()
+    ports = [grpc_port or free_port(), http_port or free_port(), metrics_port or free_port()]
+    if log_path is None:
+        log_path = Path(tempfile.mkdtemp(prefix="vialguard-triton-")) / "tritonserver.log"
+    command = [
+        str(inst.binary),
+        f"--model-repository={repository}",
+        "--model-control-mode=explicit",
+        f"--model-config-name={config_name}",
+        f"--backend-directory={inst.backend_dir}",
+        f"--cache-directory={inst.cache_dir}",
+        f"--grpc-port={ports[0]}", f"--http-port={ports[1]}", f"--metrics-port={ports[2]}",
+        f"--backend-config=python,shm-region-prefix-name=vialguard-{uuid.uuid4().hex[:12]}",
+        "--exit-timeout-secs=5",
+        "--log-info=true",
+    ]
+    if load_model:
+        command.append(f"--load-model={MODEL_NAME}")
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=inst.environment(),
+                                   cwd=repository, start_new_session=True)
+    server = TritonServer(process, *ports, log_path=log_path, repository=repository)
+    probe = f"{server.http_url}/v2/models/{MODEL_NAME}/ready" if load_model else f"{server.http_url}/v2/health/ready"
+    try:
+        _wait_ready(server, probe, ready_timeout_s)
+    except BaseException:
+        server.kill()
+        raise
+    server.started_s = time.monotonic() - started
+    return server
+
+
+def _wait_ready(server: TritonServer, probe: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    reason = "not probed yet"
+    while time.monotonic() < deadline:
+        if not server.running():
+            raise TritonStartError(
+                f"tritonserver exited with code {server.process.returncode} while starting; "
+                f"log {server.log_path}:\n{server.log_tail()}"
+            )
+        ok, reason = http_ready(probe, timeout_s=1.0)
+        if ok:
+            return
+        time.sleep(0.1)
+    raise TritonStartError(
+        f"tritonserver not ready after {timeout_s:.0f} s ({reason}); log {server.log_path}:\n{server.log_tail()}"
+    )
