@@ -1,0 +1,75 @@
+"""The `inspector` graph: patches -> score and heatmap, generator fused with its scoring.
+
+This is what Triton serves (DESIGN section 2): the reconstruction never leaves the
+graph. The score is 1 - SSIM with the trainer's one TensorFlow SSIM, the heatmap is the
+min-max normalised |X - X_hat| with vialguard.heatmap's epsilon, so served numbers equal
+the trainer's and the numpy reference's. Names come from vialguard.inspector_io.
+
+Only the encoder and decoder run here: the second encoder (z_hat) serves the training
+loss only and would double the cost of inference.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.networks.generator import DECODER_NAME, ENCODER_NAME
+from trainer.ssim_tf import anomaly_score
+from vialguard.heatmap import EPSILON
+from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
+
+InspectorFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+
+
+def heatmap_tf(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
+    """vialguard.heatmap.heatmap in TensorFlow: per-patch min-max normalised |X - X_hat|."""
+    diff = tf.abs(tf.cast(x, tf.float32) - tf.cast(x_hat, tf.float32))
+    lo = tf.reduce_min(diff, axis=[1, 2, 3], keepdims=True)
+    hi = tf.reduce_max(diff, axis=[1, 2, 3], keepdims=True)
+    return (diff - lo) / tf.maximum(hi - lo, EPSILON)
+
+
+def build_inspector(generator: keras.Model) -> InspectorFn:
+    """A tf.function [N, P, P, 1] float32 -> {"score": [N], "heatmap": [N, P, P, 1]}.
+
+    Ready for tf2onnx.convert.from_function with
+    input_signature=[tf.TensorSpec([None, P, P, 1], tf.float32, name="patches")].
+    """
+    encoder = generator.get_layer(ENCODER_NAME)
+    decoder = generator.get_layer(DECODER_NAME)
+    size = encoder.input.shape[1]
+    spec = tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_PATCHES)
+
+    @tf.function(input_signature=[spec])
+    def inspector(patches: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = tf.cast(patches, encoder.compute_dtype)
+        x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
+        score = tf.identity(anomaly_score(patches, x_hat), name=OUTPUT_SCORE)
+        heat = tf.identity(heatmap_tf(patches, x_hat), name=OUTPUT_HEATMAP)
+        return {OUTPUT_SCORE: score, OUTPUT_HEATMAP: heat}
+
+    return inspector
+
+
+def score_patches(
+    inspector: InspectorFn, patches: np.ndarray, batch: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the inspector over any number of patches in batches: (scores [N], heatmaps)."""
+    patches = np.asarray(patches, dtype=np.float32)
+    if patches.ndim == 3:
+        patches = patches[..., None]
+    if patches.ndim != 4 or patches.shape[-1] != 1:
+        raise ValueError(f"patches must be [N, P, P, 1] grayscale, got shape {patches.shape}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    scores, heatmaps = [], []
+    for start in range(0, len(patches), batch):
+        out = inspector(tf.constant(patches[start : start + batch]))
+        scores.append(out[OUTPUT_SCORE].numpy())
+        heatmaps.append(out[OUTPUT_HEATMAP].numpy())
+    if not scores:
+        return np.zeros((0,), np.float32), np.zeros((0, *patches.shape[1:]), np.float32)
+    return np.concatenate(scores), np.concatenate(heatmaps)

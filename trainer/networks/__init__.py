@@ -1,0 +1,1 @@
+"""The GAN's networks: residual blocks, generator (encoder-decoder-encoder), discriminator."""
