@@ -1,0 +1,116 @@
+"""Every setting of the preprocessor with its default, in one place.
+
+Precedence: command line > environment (docker compose) > the defaults below.
+Durations and sizes carry their unit in the name, so a compose file cannot mix
+up seconds and milliseconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from urllib.parse import urlsplit
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PreprocessorConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    redis_url: str = "redis://localhost:6379/0"
+    triton_url: str = "localhost:8001"          # KServe v2 gRPC endpoint of Triton
+    recipe: str = "bfs5-10ml"                   # shipped recipe id or a YAML path
+    model_name: str = "inspector"
+    # Budget of one Inspect when the caller sets no deadline (the line slot is 500 ms).
+    deadline_ms: int = 450
+    # Ceiling on a caller's deadline: a worker thread never waits longer than this.
+    max_deadline_ms: int = 10_000
+    # 16 full MONO16 frames of 1280x1024 are 40 MiB raw; 64 MiB leaves headroom
+    # for protobuf framing and a larger recipe. Checked against the recipe at start.
+    max_message_mb: int = 64
+    heatmap_ttl_s: int = 3600                   # heatmaps of a rejected strip expire after this
+    heatmap_max_acquisitions: int = 1000        # and at most this many rejected strips are kept
+    workers: int = 32                           # gRPC threads; each WatchVerdicts holds one
+    grace_s: float = 5.0                        # SIGTERM: in-flight calls get this long to finish
+    health_interval_s: float = 2.0              # how often Redis and Triton are probed
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("port", "deadline_ms", "max_deadline_ms", "max_message_mb", "heatmap_ttl_s",
+                     "heatmap_max_acquisitions", "workers"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"preprocessor setting {name} must be > 0, got {getattr(self, name)!r}")
+        if self.grace_s < 0 or self.health_interval_s <= 0:
+            raise ValueError("preprocessor settings grace_s must be >= 0 and health_interval_s > 0")
+
+    @property
+    def listen_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * MIB
+
+    @property
+    def redis_display(self) -> str:
+        """The Redis URL without its password, for logs and error messages."""
+        parts = urlsplit(self.redis_url)
+        return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
+
+
+# Environment variable -> field. VIALGUARD_* are shared with the other services.
+ENV_VARS: dict[str, str] = {
+    "VIALGUARD_GRPC_PORT": "port",
+    "VIALGUARD_REDIS_URL": "redis_url",
+    "VIALGUARD_TRITON_URL": "triton_url",
+    "VIALGUARD_RECIPE": "recipe",
+    "VIALGUARD_MODEL_NAME": "model_name",
+    "VIALGUARD_DEADLINE_MS": "deadline_ms",
+    "PREPROCESSOR_HOST": "host",
+    "PREPROCESSOR_MAX_DEADLINE_MS": "max_deadline_ms",
+    "PREPROCESSOR_MAX_MESSAGE_MB": "max_message_mb",
+    "PREPROCESSOR_HEATMAP_TTL_S": "heatmap_ttl_s",
+    "PREPROCESSOR_HEATMAP_MAX_ACQUISITIONS": "heatmap_max_acquisitions",
+    "PREPROCESSOR_WORKERS": "workers",
+    "PREPROCESSOR_GRACE_S": "grace_s",
+    "PREPROCESSOR_HEALTH_INTERVAL_S": "health_interval_s",
+    "PREPROCESSOR_LOG_LEVEL": "log_level",
+}
+
+_TYPES = {f.name: f.type for f in fields(PreprocessorConfig)}
+
+
+def _convert(name: str, raw: str) -> object:
+    kind = _TYPES[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"preprocessor setting {name}={raw!r} is not a valid {kind}") from exc
+
+
+def from_env(environ: Mapping[str, str] | None = None,
+             base: PreprocessorConfig | None = None) -> PreprocessorConfig:
+    """Defaults overridden by whichever of ENV_VARS are set (and not empty)."""
+    environ = os.environ if environ is None else environ
+    changes = {name: _convert(name, environ[var]) for var, name in ENV_VARS.items() if environ.get(var, "") != ""}
+    return replace(base or PreprocessorConfig(), **changes)
+
+
+def parse_args(argv: Sequence[str] | None = None,
+               environ: Mapping[str, str] | None = None) -> PreprocessorConfig:
+    """Command line over environment over defaults."""
+    env_config = from_env(environ)
+    parser = argparse.ArgumentParser(prog="python -m preprocessor", description=__doc__.splitlines()[0])
+    for var, name in ENV_VARS.items():
+        shown = env_config.redis_display if name == "redis_url" else getattr(env_config, name)
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                            help=f"default {shown!s} (env {var})")
+    args = parser.parse_args(argv)
+    changes = {name: _convert(name, value) for name, value in vars(args).items() if value is not None}
+    return replace(env_config, **changes)
