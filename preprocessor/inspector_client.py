@@ -1,0 +1,137 @@
+"""The preprocessor's Inspector on Triton: KServe v2 gRPC to the `inspector` model.
+
+Implements vialguard.inference.Inspector. What it adds to a bare tritonclient call:
+- the version that answered comes from Triton's response, never from a guess, so
+  the aggregator applies that version's thresholds (DESIGN invariant 3);
+- every call runs against the caller's deadline (gRPC client timeout);
+- a restarted or briefly unreachable server is retried on a fresh channel, as
+  often as the deadline allows, instead of waiting out gRPC's reconnect backoff;
+- outputs are checked to be whole: a Triton backend environment with numpy >= 2
+  answers with empty tensors, and that must never pass as "no anomaly".
+Everything that goes wrong ends as InferenceUnavailable with a plain message.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from vialguard.inference import InferenceResult, InferenceUnavailable
+from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE
+
+RETRYABLE = ("StatusCode.UNAVAILABLE",)  # server down, restarting, or between two versions
+RETRY_PAUSE_S = 0.05
+METADATA_TIMEOUT_S = 5.0
+
+
+class InferenceRejected(InferenceUnavailable):
+    """Triton refused these patches (shape, dtype, value range) for the version it serves."""
+
+
+class TritonInspector:
+    """Scores patches with Triton's `inspector`; thread-safe, one gRPC channel shared by callers."""
+
+    def __init__(self, url: str, model_name: str = MODEL_NAME, max_attempts: int = 5) -> None:
+        self.url = url
+        self.model_name = model_name
+        self.max_attempts = max_attempts
+        self._lock = threading.Lock()
+        self._client = grpcclient.InferenceServerClient(url)
+        self._patch_size: int | None = None
+        self._served_version: int | None = None
+
+    def patch_size(self) -> int:
+        """Patch side the served version expects (from its model metadata), cached per version."""
+        if self._patch_size is None:
+            metadata = self._call(lambda c, t: c.get_model_metadata(self.model_name, as_json=True, client_timeout=t),
+                                  time.monotonic() + METADATA_TIMEOUT_S, "reading the model metadata")
+            self._patch_size = _patch_side(metadata, self.model_name)
+        return self._patch_size
+
+    def infer(self, patches: np.ndarray, timeout_s: float) -> InferenceResult:
+        """Score patches [N, P, P, 1] float32 within `timeout_s` seconds."""
+        patches = np.ascontiguousarray(patches, dtype=np.float32)
+        deadline = time.monotonic() + timeout_s
+
+        def request(client: grpcclient.InferenceServerClient, remaining: float) -> grpcclient.InferResult:
+            tensor = grpcclient.InferInput(INPUT_PATCHES, list(patches.shape), "FP32")
+            tensor.set_data_from_numpy(patches)
+            outputs = [grpcclient.InferRequestedOutput(OUTPUT_SCORE), grpcclient.InferRequestedOutput(OUTPUT_HEATMAP)]
+            return client.infer(self.model_name, [tensor], outputs=outputs, client_timeout=remaining)
+
+        try:
+            response = self._call(request, deadline, f"scoring {len(patches)} patches")
+        except InferenceRejected:
+            self._patch_size = None  # a new version may expect another patch side
+            raise
+        return self._result(response, patches.shape)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    def _result(self, response: grpcclient.InferResult, shape: tuple[int, ...]) -> InferenceResult:
+        scores, heatmaps = response.as_numpy(OUTPUT_SCORE), response.as_numpy(OUTPUT_HEATMAP)
+        version = int(response.get_response().model_version)
+        if scores is None or heatmaps is None or scores.size != shape[0] or heatmaps.size != int(np.prod(shape)):
+            got = [None if a is None else list(a.shape) for a in (scores, heatmaps)]
+            raise InferenceUnavailable(
+                f"Triton's '{self.model_name}' version {version} answered {len(shape) and shape[0]} patches with "
+                f"outputs of shapes {got}; empty outputs mean its backend environment has numpy >= 2 "
+                f"(rebuild .venv-triton with scripts/setup_triton.sh)"
+            )
+        if version != self._served_version:
+            self._served_version, self._patch_size = version, None
+        return InferenceResult(
+            scores=scores.reshape(shape[0]).astype(np.float32, copy=False),
+            heatmaps=heatmaps.reshape(shape).astype(np.float32, copy=False),
+            model_name=self.model_name,
+            model_version=version,
+        )
+
+    def _call(self, call, deadline: float, what: str):  # type: ignore[no-untyped-def]
+        """Run `call(client, remaining_s)`; on a dropped connection retry on a new channel until the deadline."""
+        last, attempts = "the deadline had already passed", 0
+        while attempts < self.max_attempts:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            client, attempts = self._client, attempts + 1
+            try:
+                return call(client, remaining)
+            except InferenceServerException as exc:
+                status, last = str(exc.status()), exc.message() or str(exc)
+                if status == "StatusCode.INVALID_ARGUMENT":
+                    raise InferenceRejected(f"Triton's '{self.model_name}' refused the patches: {last}") from exc
+                if status == "StatusCode.DEADLINE_EXCEEDED":
+                    break
+                if status not in RETRYABLE:
+                    raise InferenceUnavailable(f"Triton at {self.url} failed {what}: {status} {last}") from exc
+                self._reconnect(client)
+                time.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+        raise InferenceUnavailable(
+            f"Triton at {self.url} did not answer {what} within the deadline ({attempts} attempts): {last}"
+        )
+
+    def _reconnect(self, broken: grpcclient.InferenceServerClient) -> None:
+        """A fresh channel, so a restarted server is reached at once, not after gRPC's backoff."""
+        with self._lock:
+            if self._client is broken:
+                broken.close()
+                self._client = grpcclient.InferenceServerClient(self.url)
+
+
+def _patch_side(metadata: dict, model_name: str) -> int:  # type: ignore[type-arg]
+    inputs = {tensor["name"]: tensor for tensor in metadata.get("inputs", [])}
+    if INPUT_PATCHES not in inputs:
+        raise InferenceUnavailable(f"Triton's '{model_name}' has no input '{INPUT_PATCHES}': {metadata}")
+    side = int(inputs[INPUT_PATCHES]["shape"][-2])
+    if side <= 0:
+        raise InferenceUnavailable(
+            f"Triton serves '{model_name}' without a pinned version, so its patch size is unknown; "
+            f"roll a version out: python -m vialguard_stack.rollout --version N"
+        )
+    return side

@@ -1,0 +1,35 @@
+"""Shared set-up for the tests that run a real tritonserver from .venv-triton.
+
+Each test module starts its own server on free ports over its own temporary
+model repository (the repository's configs + tiny ONNX versions), so no test
+depends on another's server or versions.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_inspector import publish_tiny_version
+from vialguard_stack.triton_server import REPO_ROOT, TritonInstallation, TritonNotInstalled
+
+PATCH = 32          # tiny patches keep the suite fast; the contract is size-independent
+V1_GAIN, V1_THRESHOLD = 1.0, 0.2
+V2_GAIN, V2_THRESHOLD = 0.9, 0.3
+
+
+def triton_installation() -> TritonInstallation:
+    """The local Triton, or a skip that says how to get it."""
+    try:
+        return TritonInstallation.find()
+    except TritonNotInstalled as exc:
+        pytest.skip(f"no local Triton: {exc}")
+
+
+def repository_with_v1(root: Path) -> Path:
+    """A model repository holding the committed configs and one tiny version (1)."""
+    repository = root / "model_repository"
+    shutil.copytree(REPO_ROOT / "model_repository" / "inspector" / "configs", repository / "inspector" / "configs")
+    publish_tiny_version(repository, PATCH, V1_GAIN, V1_THRESHOLD)
+    return repository
