@@ -28,3 +28,11 @@ class ModelVersionError(VialguardError):
 
 class CalibrationError(VialguardError):
     """A calibration file is missing or does not match the contract."""
+
+
+class DatasetError(VialguardError):
+    """An acquisition dataset on disk (header, manifest, frames or masks) is missing or malformed."""
+
+
+class SimulatorError(VialguardError):
+    """The simulator was asked for something it cannot render (unknown defect, region, count...)."""

@@ -1,0 +1,301 @@
+"""What a simulated strip is made of: product shape, run conditions, frame motion.
+
+Three time scales, three random draws, so that a Knapp kit behaves like a real
+one: the *product* (vial outline, fill level, plastic opacity) is drawn once per
+product id and never changes; the *run* (pose on the grippers, illumination,
+sensor noise, how many bubbles and drops the handling made) is drawn once per
+acquisition; the *frames* move bubbles and drops and slosh the meniscus while the
+machine turns the strip. Defects live on the plastic, so they belong to the
+product and only move with the pose.
+
+All vertical landmarks come from the recipe's region rectangles (flag in R0,
+neck and shoulder in R1, meniscus in R2, bottom in R3): another recipe with other
+rectangles gets a vial drawn into its own regions, never at fixed pixels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vialguard.recipe import Recipe
+
+# Largest pose change of a run: shift in pixels and rotation in degrees.
+MAX_SHIFT_PX = 4.0
+MAX_ANGLE_DEG = 0.7
+
+
+@dataclass(frozen=True)
+class VialLayout:
+    """Landmark rows (frame coordinates) and column of one vial, from the recipe."""
+
+    index: int
+    cx: float
+    x0: int
+    width: int
+    flag_top: float
+    flag_bottom: float
+    cap_top: float
+    cap_bottom: float
+    neck_top: float
+    shoulder_top: float
+    body_top: float
+    bottom_start: float
+    bottom_end: float
+    body_half_width: float
+    meniscus_lo: float
+    meniscus_hi: float
+
+
+def vial_layout(recipe: Recipe, vial: int) -> VialLayout:
+    """Place the vial's parts inside its four region rectangles."""
+    r0, r1, r2, r3 = (recipe.region_rect(vial, r) for r in range(4))
+    x0 = min(r.x for r in (r0, r1, r2, r3))
+    width = min(r.width for r in (r0, r1, r2, r3))
+    return VialLayout(
+        index=vial,
+        cx=x0 + width / 2.0,
+        x0=x0,
+        width=width,
+        flag_top=r0.y + 0.06 * r0.height,
+        flag_bottom=r0.y + 0.60 * r0.height,
+        cap_top=r0.y + 0.68 * r0.height,
+        cap_bottom=r0.y + 0.95 * r0.height,
+        neck_top=r1.y + 0.0 * r1.height,
+        shoulder_top=r1.y + 0.32 * r1.height,
+        body_top=r1.y + 0.72 * r1.height,
+        bottom_start=r3.y + 0.66 * r3.height,
+        bottom_end=r3.y + 0.90 * r3.height,
+        body_half_width=0.36 * width,
+        meniscus_lo=r2.y + 0.24 * r2.height,
+        meniscus_hi=r2.y + 0.36 * r2.height,
+    )
+
+
+# Row kinds of a vial profile: how light crosses the plastic at that height.
+ROW_NONE, ROW_PLATE, ROW_SOLID, ROW_TUBE = 0, 1, 2, 3
+
+
+@dataclass
+class VialProfile:
+    """Per-row outline of one vial: half-widths left/right of the axis, wall, row kind."""
+
+    layout: VialLayout
+    half_left: np.ndarray  # float32 [frame_height]
+    half_right: np.ndarray  # float32 [frame_height]
+    wall_left: np.ndarray  # float32 [frame_height], wall thickness in px
+    wall_right: np.ndarray  # float32 [frame_height]
+    kind: np.ndarray  # uint8 [frame_height], ROW_*
+    fill_level: float  # resting meniscus row
+
+    def copy(self) -> "VialProfile":
+        return VialProfile(
+            self.layout, self.half_left.copy(), self.half_right.copy(), self.wall_left.copy(),
+            self.wall_right.copy(), self.kind.copy(), self.fill_level,
+        )
+
+    def inner_radius(self, row: int) -> float:
+        return float(min(self.half_left[row] - self.wall_left[row], self.half_right[row] - self.wall_right[row]))
+
+
+@dataclass
+class ProductShape:
+    """Everything about one product that does not change between its runs."""
+
+    product_id: str
+    vials: list[VialProfile]
+    plastic_clarity: float  # share of backlight a thin wall lets through
+    wall_absorption: float  # per-pixel absorption of the plastic
+    liquid_absorption: float
+    emboss_seed: int
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _vial_profile(recipe: Recipe, layout: VialLayout, rng: np.random.Generator) -> VialProfile:
+    """Outline of one vial from flag to bottom, with small product-to-product variation."""
+    h = recipe.frame_height
+    y = np.arange(h, dtype=np.float32) + 0.5
+    w = layout.width
+    body = layout.body_half_width * rng.uniform(0.985, 1.015)
+    half = np.zeros(h, np.float32)
+    wall = np.zeros(h, np.float32)
+    kind = np.zeros(h, np.uint8)
+
+    flag = (y >= layout.flag_top) & (y < layout.flag_bottom)
+    half[flag], wall[flag], kind[flag] = 0.30 * w, 0.0, ROW_PLATE
+    stem = (y >= layout.flag_bottom) & (y < layout.cap_top)
+    half[stem], kind[stem] = 0.05 * w, ROW_SOLID
+    cap = (y >= layout.cap_top) & (y < layout.cap_bottom)
+    t = (y[cap] - layout.cap_top) / (layout.cap_bottom - layout.cap_top)
+    half[cap], kind[cap] = 0.14 * w * np.sqrt(np.clip(1 - (2 * t - 1) ** 2 * 0.75, 0, 1)), ROW_SOLID
+    waist = (y >= layout.cap_bottom) & (y < layout.neck_top + 2)
+    half[waist], kind[waist] = 0.055 * w, ROW_SOLID
+    neck = (y >= layout.neck_top + 2) & (y < layout.shoulder_top)
+    t = (y[neck] - layout.neck_top) / (layout.shoulder_top - layout.neck_top)
+    half[neck], wall[neck], kind[neck] = 0.075 * w + 0.02 * w * t, 2.5, ROW_TUBE
+    shoulder = (y >= layout.shoulder_top) & (y < layout.body_top)
+    t = _smoothstep((y[shoulder] - layout.shoulder_top) / (layout.body_top - layout.shoulder_top))
+    half[shoulder] = 0.095 * w + (body - 0.095 * w) * t
+    wall[shoulder], kind[shoulder] = 2.5 + t, ROW_TUBE
+    trunk = (y >= layout.body_top) & (y < layout.bottom_start)
+    half[trunk], wall[trunk], kind[trunk] = body, 3.5, ROW_TUBE
+    bottom = (y >= layout.bottom_start) & (y < layout.bottom_end)
+    t = (y[bottom] - layout.bottom_start) / (layout.bottom_end - layout.bottom_start)
+    half[bottom] = body * np.sqrt(np.clip(1 - t**2.2, 0, 1))
+    wall[bottom], kind[bottom] = 3.5 + 4.0 * t, ROW_TUBE
+    kind[half < 1.0] = ROW_NONE
+    fill = rng.uniform(layout.meniscus_lo, layout.meniscus_hi)
+    return VialProfile(layout, half.copy(), half.copy(), wall.copy(), wall.copy(), kind, float(fill))
+
+
+def draw_product(recipe: Recipe, product_id: str, rng: np.random.Generator) -> ProductShape:
+    """Draw one product: five vial outlines, fill levels and plastic properties."""
+    vials = [_vial_profile(recipe, vial_layout(recipe, v), rng) for v in range(len(recipe.vials))]
+    return ProductShape(
+        product_id=product_id,
+        vials=vials,
+        plastic_clarity=float(rng.uniform(0.80, 0.88)),
+        wall_absorption=float(rng.uniform(0.028, 0.036)),
+        liquid_absorption=float(rng.uniform(0.0010, 0.0018)),
+        emboss_seed=int(rng.integers(0, 2**31)),
+    )
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A moving bubble or drop in one frame: a dark ring around a clear centre."""
+
+    vial: int
+    x: float
+    y: float
+    rx: float
+    ry: float
+    contrast: float
+
+
+@dataclass(frozen=True)
+class _Mover:
+    vial: int
+    x0: float
+    y0: float  # for bubbles: depth below the meniscus; for drops: start row
+    r: float
+    contrast: float
+    vx: float
+    vy: float
+    is_drop: bool
+
+
+@dataclass
+class RunConditions:
+    """One acquisition's pose, light, noise and handling (bubbles, drops, slosh)."""
+
+    gain: float
+    offset: float
+    grad_x: float
+    grad_y: float
+    dx: float
+    dy: float
+    angle_deg: float
+    read_noise: float  # grey levels
+    shot_gain: float  # variance per grey level
+    slosh_amp: float
+    slosh_phase: float
+    tilt_amp: float
+    movers: list[_Mover] = field(default_factory=list)
+    noise_seed: int = 0
+
+
+def draw_run(product: ProductShape, rng: np.random.Generator) -> RunConditions:
+    """Draw the conditions of one acquisition of ``product``."""
+    movers: list[_Mover] = []
+    for v, prof in enumerate(product.vials):
+        lay = prof.layout
+        inner = lay.body_half_width - 6
+        for _ in range(int(rng.integers(0, 7))):
+            speed = rng.uniform(6.0, 14.0) * rng.choice([-1.0, 1.0])
+            movers.append(_Mover(v, lay.cx + rng.uniform(-inner, inner), rng.uniform(10, 45),
+                                 rng.uniform(2.0, 6.0), rng.uniform(0.22, 0.45), speed, 0.0, False))
+        for _ in range(int(rng.integers(0, 4))):
+            y0 = rng.uniform(lay.neck_top + 8, lay.body_top + 20)
+            movers.append(_Mover(v, lay.cx + rng.uniform(-6, 6), y0, rng.uniform(2.0, 4.5),
+                                 rng.uniform(0.25, 0.5), rng.uniform(-2.5, 2.5), rng.uniform(3.0, 7.0), True))
+    return RunConditions(
+        gain=float(rng.uniform(0.80, 0.90)),
+        offset=float(rng.uniform(-0.01, 0.01)),
+        grad_x=float(rng.uniform(-0.04, 0.04)),
+        grad_y=float(rng.uniform(-0.04, 0.04)),
+        dx=float(rng.uniform(-MAX_SHIFT_PX, MAX_SHIFT_PX)),
+        dy=float(rng.uniform(-MAX_SHIFT_PX, MAX_SHIFT_PX)),
+        angle_deg=float(rng.uniform(-MAX_ANGLE_DEG, MAX_ANGLE_DEG)),
+        read_noise=float(rng.uniform(1.2, 2.0)),
+        shot_gain=float(rng.uniform(0.01, 0.03)),
+        slosh_amp=float(rng.uniform(3.0, 9.0)),
+        slosh_phase=float(rng.uniform(0, 2 * math.pi)),
+        tilt_amp=float(rng.uniform(0.01, 0.05)),
+        movers=movers,
+        noise_seed=int(rng.integers(0, 2**31)),
+    )
+
+
+@dataclass(frozen=True)
+class FrameState:
+    """Liquid and moving objects of one frame: meniscus (row, tilt) per vial and blobs."""
+
+    levels: tuple[tuple[float, float], ...]
+    blobs: tuple[Blob, ...]
+
+
+def _reflect(x: float, lo: float, hi: float) -> float:
+    """Bounce a position between two walls (a bubble meets the vial wall and comes back)."""
+    span = hi - lo
+    u = (x - lo) % (2 * span)
+    return lo + (u if u <= span else 2 * span - u)
+
+
+def frame_state(product: ProductShape, run: RunConditions, frame: int, n_frames: int) -> FrameState:
+    """Where the liquid and the bubbles and drops are in frame ``frame`` of the run."""
+    phase = 2 * math.pi * frame / n_frames + run.slosh_phase
+    levels = tuple(
+        (prof.fill_level + run.slosh_amp * math.sin(phase + 0.4 * v), run.tilt_amp * math.cos(phase + 0.4 * v))
+        for v, prof in enumerate(product.vials)
+    )
+    blobs = []
+    for m in run.movers:
+        prof = product.vials[m.vial]
+        lay = prof.layout
+        level, tilt = levels[m.vial]
+        if m.is_drop:
+            y = m.y0 + m.vy * frame
+            row = int(min(max(y, 0), len(prof.half_left) - 1))
+            inner = max(prof.inner_radius(row) - m.r - 1, 0.0)
+            x = _reflect(m.x0 + m.vx * frame, lay.cx - inner, lay.cx + inner) if inner > 0 else lay.cx
+            if y + m.r >= level + tilt * (x - lay.cx) - 12 or inner <= 0:
+                continue  # the drop has rejoined the liquid
+            blobs.append(Blob(m.vial, x, y, m.r * 0.85, m.r * 1.15, m.contrast))
+        else:
+            inner = lay.body_half_width - 3.5 - m.r - 3
+            x = _reflect(m.x0 + m.vx * frame, lay.cx - inner, lay.cx + inner)
+            y = level + tilt * (x - lay.cx) + m.y0
+            blobs.append(Blob(m.vial, x, y, m.r, m.r, m.contrast))
+    return FrameState(levels=levels, blobs=tuple(blobs))
+
+
+def pose_matrix(recipe: Recipe, run: RunConditions) -> np.ndarray:
+    """2x3 affine from product (canonical) to camera coordinates: rotation about the strip centre + shift."""
+    cx, cy = recipe.frame_width / 2.0, recipe.frame_height / 2.0
+    a = math.radians(run.angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    return np.array(
+        [[c, -s, cx - c * cx + s * cy + run.dx], [s, c, cy - s * cx - c * cy + run.dy]], dtype=np.float64
+    )
+
+
+def max_pose_displacement(recipe: Recipe) -> float:
+    """Upper bound of how far any pixel moves with the pose of a run."""
+    radius = math.hypot(recipe.frame_width / 2.0, recipe.frame_height / 2.0)
+    return math.hypot(MAX_SHIFT_PX, MAX_SHIFT_PX) + radius * math.radians(MAX_ANGLE_DEG) + 1.0
