@@ -191,7 +191,9 @@ def labelled_stream(
 
     for patches, meta in dataset:
         m = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in meta.items()}
-        kind = np.array([k.decode() if isinstance(k, bytes) else str(k) for k in m[pr.IMAGE_KIND]])
+        for key in (pr.IMAGE_KIND, pr.ACQUISITION_ID, pr.PRODUCT_ID):
+            m[key] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in m[key]])
+        kind = m[pr.IMAGE_KIND]
         keep = kind == "frame"
         frame = m[pr.FRAME_SLOT].astype(np.int64)
         if inspected_frames is not None:

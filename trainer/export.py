@@ -1,0 +1,196 @@
+"""Export the `inspector` graph (generator + score + heatmap) as a new model version.
+
+One ONNX graph, input ``patches`` float32 [N, P, P, 1] in [0, 1], outputs
+``score`` [N] and ``heatmap`` [N, P, P, 1] (names from vialguard.inspector_io),
+written with its calibration, report, recipe digest and training data digest
+into a new version directory of ``model_repository/inspector/`` through
+vialguard.model_repository.publish_version (staging + rename: DESIGN
+invariant 4; version numbers only grow).
+
+Before anything is published, ONNX Runtime must give the Keras scores on a
+probe batch within 1e-4 (DESIGN invariant 2): a conversion that changes the
+numbers would silently move every threshold, so it is refused instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from vialguard import inspector_io as io
+from vialguard.calibration import Calibration
+from vialguard.errors import ModelVersionError
+from vialguard.model_repository import publish_version
+from vialguard.recipe import Recipe
+
+OPSET = 17
+SCORE_TOLERANCE = 1e-4
+HEATMAP_TOLERANCE = 1e-2   # min-max normalisation magnifies float noise where |X - X_hat| is flat
+MANIFEST_FILENAME = "version.json"
+RESERVED = (io.ONNX_FILENAME, io.CALIBRATION_FILENAME, MANIFEST_FILENAME)
+PROBE_PATCHES = 8
+
+
+class Profile(Protocol):
+    """What export needs of trainer.config.ModelProfile."""
+
+    name: str
+    patch_size: int
+
+
+def probe_patches(patch_size: int, n: int = PROBE_PATCHES, seed: int = 0) -> np.ndarray:
+    """Deterministic probe patches: flat, gradient, smooth and rough noise, a bright spot."""
+    rng = np.random.default_rng(seed)
+    p = patch_size
+    yy, xx = np.mgrid[0:p, 0:p] / max(p - 1, 1)
+    kinds = [
+        np.full((p, p), 0.5),
+        0.2 + 0.6 * yy,
+        rng.uniform(0, 1, (p, p)),
+        0.5 + 0.2 * np.sin(6 * np.pi * xx) * np.cos(4 * np.pi * yy),
+        np.clip(0.4 + 0.6 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.4) ** 2) / 0.01), 0, 1),
+    ]
+    out = [kinds[i % len(kinds)] if i < len(kinds) else np.clip(kinds[i % len(kinds)] + rng.normal(0, 0.05, (p, p)), 0, 1)
+           for i in range(n)]
+    return np.stack(out)[..., None].astype(np.float32)
+
+
+def convert_inspector(inspector: Any, patch_size: int) -> bytes:
+    """The inspector tf.function as ONNX bytes (opset 17, dynamic batch)."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec([None, patch_size, patch_size, 1], tf.float32, name=io.INPUT_PATCHES)
+    model_proto, _ = tf2onnx.convert.from_function(inspector, input_signature=[spec], opset=OPSET)
+    return model_proto.SerializeToString()
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    return [d.dim_param or d.dim_value if d.dim_param or d.dim_value else "?"
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_onnx_io(onnx_bytes: bytes, patch_size: int) -> None:
+    """The graph's names, dtypes and shapes are the ones vialguard.inspector_io promises."""
+    import onnx
+
+    graph = onnx.load_from_string(onnx_bytes).graph
+    inputs = {i.name: i for i in graph.input}
+    outputs = {o.name: o for o in graph.output}
+    p = patch_size
+    expected = [(inputs, io.INPUT_PATCHES, [p, p, 1], 4), (outputs, io.OUTPUT_SCORE, [], 1),
+                (outputs, io.OUTPUT_HEATMAP, [p, p, 1], 4)]
+    if sorted(inputs) != [io.INPUT_PATCHES] or sorted(outputs) != sorted([io.OUTPUT_SCORE, io.OUTPUT_HEATMAP]):
+        raise ModelVersionError(f"exported graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, expected "
+                                f"[{io.INPUT_PATCHES}] and [{io.OUTPUT_HEATMAP}, {io.OUTPUT_SCORE}]")
+    for table, name, tail, rank in expected:
+        info = table[name]
+        dims = _dims(info)
+        if info.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise ModelVersionError(f"exported tensor '{name}' is not float32")
+        if len(dims) != rank or dims[1:] != tail or isinstance(dims[0], int):
+            raise ModelVersionError(f"exported tensor '{name}' has shape {dims}, expected [N, *{tail}] "
+                                    "with a dynamic batch N")
+
+
+def compare_with_onnx(inspector: Any, onnx_bytes: bytes, patches: np.ndarray) -> dict[str, float]:
+    """Max |ONNX Runtime - TensorFlow| of score and heatmap on the same patches."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    onnx_score, onnx_heat = session.run([io.OUTPUT_SCORE, io.OUTPUT_HEATMAP], {io.INPUT_PATCHES: patches})
+    ref = inspector(tf.constant(patches))
+    return {"score_max_abs_diff": float(np.max(np.abs(onnx_score - ref[io.OUTPUT_SCORE].numpy()))),
+            "heatmap_max_abs_diff": float(np.max(np.abs(onnx_heat - ref[io.OUTPUT_HEATMAP].numpy())))}
+
+
+def _check_consistent(calibration: Calibration, profile: Profile, recipe: Recipe, training_data_digest: str) -> None:
+    """Thresholds belong to one model (invariant 3): refuse to ship them beside another."""
+    problems = []
+    if calibration.profile != profile.name:
+        problems.append(f"calibration is for profile '{calibration.profile}', the model is '{profile.name}'")
+    if calibration.patch_size != profile.patch_size:
+        problems.append(f"calibration is for {calibration.patch_size} px patches, the model takes {profile.patch_size}")
+    if calibration.recipe_digest != recipe.digest():
+        problems.append(f"calibration was made with another recipe than '{recipe.id}' ({recipe.digest()})")
+    if calibration.training_data_digest != training_data_digest:
+        problems.append("calibration names another training data digest than the model's")
+    if problems:
+        raise ModelVersionError("refusing to publish: " + "; ".join(problems))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _check_extra_names(names: list[str]) -> None:
+    for name in names:
+        if not name or "/" in name or "\\" in name or name.startswith(".") or name in RESERVED:
+            raise ModelVersionError(f"cannot add file '{name}' to a version: it must be a plain file name "
+                                    f"other than {list(RESERVED)}")
+
+
+def export_version(
+    generator: Any,
+    profile: Profile,
+    calibration: Calibration,
+    report_files: Mapping[str, Path],
+    repository: Path,
+    recipe: Recipe,
+    training_data_digest: str,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> int:
+    """Convert, verify and publish a new version of `inspector`; returns its number.
+
+    ``report_files`` maps a file name in the version (report.md, report.json,
+    roc.png) to where it is now; ``extra_files`` maps a file name to its bytes
+    (e.g. a Triton Python backend model.py, if one must live in every version).
+    """
+    from trainer.inspector import build_inspector
+
+    _check_consistent(calibration, profile, recipe, training_data_digest)
+    _check_extra_names([*report_files, *(extra_files or {})])
+    missing = [str(p) for p in report_files.values() if not Path(p).is_file()]
+    if missing:
+        raise ModelVersionError(f"report files not found: {missing}")
+    inspector = build_inspector(generator)
+    onnx_bytes = convert_inspector(inspector, profile.patch_size)
+    check_onnx_io(onnx_bytes, profile.patch_size)
+    diffs = compare_with_onnx(inspector, onnx_bytes, probe_patches(profile.patch_size))
+    if not diffs["score_max_abs_diff"] <= SCORE_TOLERANCE or not diffs["heatmap_max_abs_diff"] <= HEATMAP_TOLERANCE:
+        raise ModelVersionError(f"ONNX Runtime disagrees with TensorFlow on the probe patches ({diffs}); "
+                                f"tolerances: score {SCORE_TOLERANCE}, heatmap {HEATMAP_TOLERANCE}. Not published.")
+    manifest = {
+        "model": io.MODEL_NAME, "profile": profile.name, "patch_size": profile.patch_size,
+        "recipe_id": recipe.id, "recipe_digest": recipe.digest(), "training_data_digest": training_data_digest,
+        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
+        "io": {"input": io.INPUT_PATCHES, "outputs": [io.OUTPUT_SCORE, io.OUTPUT_HEATMAP]},
+        "probe_check": diffs, "serving_thresholds": calibration.serving,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trainer_git_commit": _git_commit(),
+    }
+
+    def write(staging: Path) -> None:
+        (staging / io.ONNX_FILENAME).write_bytes(onnx_bytes)
+        calibration.save(staging / io.CALIBRATION_FILENAME)
+        for name, src in report_files.items():
+            shutil.copyfile(src, staging / name)
+        for name, data in (extra_files or {}).items():
+            (staging / name).write_bytes(data)
+        files = sorted(p.name for p in staging.iterdir())
+        (staging / MANIFEST_FILENAME).write_text(json.dumps({**manifest, "files": files}, indent=2) + "\n")
+
+    return publish_version(Path(repository), write)
