@@ -1,0 +1,103 @@
+"""TritonInspector's own rules, against a fake tritonclient (the real server: tests/integration)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+import preprocessor.inspector_client as module
+from preprocessor.inspector_client import InferenceRejected, TritonInspector
+from vialguard.inference import InferenceUnavailable
+
+
+class FakeResponse:
+    def __init__(self, n: int, side: int, version: str, empty: bool = False) -> None:
+        self.outputs = {"score": np.zeros((0 if empty else n, 1), np.float32),
+                        "heatmap": np.zeros((0,) if empty else (n, side, side, 1), np.float32)}
+        self.version = version
+
+    def as_numpy(self, name: str) -> np.ndarray:
+        return self.outputs[name]
+
+    def get_response(self) -> Any:
+        return type("Reply", (), {"model_version": self.version})()
+
+
+class FakeClient:
+    """Answers from a script: an exception to raise or a response, one per call, shared by all channels."""
+
+    script: list[Any] = []
+    channels = 0
+
+    def __init__(self, url: str) -> None:
+        FakeClient.channels += 1
+
+    def infer(self, model: str, inputs: list[Any], outputs: Any = None, client_timeout: float = 0) -> Any:
+        step = FakeClient.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def get_model_metadata(self, model: str, as_json: bool = False, client_timeout: float = 0) -> Any:
+        return FakeClient.script.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
+    monkeypatch.setattr(module.grpcclient, "InferenceServerClient", FakeClient)
+    FakeClient.script, FakeClient.channels = [], 0
+    return FakeClient
+
+
+def unavailable() -> InferenceServerException:
+    return InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")
+
+
+def patches(n: int = 60, side: int = 8) -> np.ndarray:
+    return np.zeros((n, side, side, 1), np.float32)
+
+
+def test_empty_outputs_are_an_error_not_a_good_product(fake: type[FakeClient]) -> None:
+    fake.script = [FakeResponse(60, 8, "3", empty=True)]
+    with pytest.raises(InferenceUnavailable, match="numpy >= 2"):
+        TritonInspector("x:1").infer(patches(), timeout_s=1.0)
+
+
+def test_the_version_comes_from_the_response(fake: type[FakeClient]) -> None:
+    fake.script = [FakeResponse(60, 8, "12")]
+    result = TritonInspector("x:1").infer(patches(), timeout_s=1.0)
+    assert result.model_version == 12 and result.scores.shape == (60,)
+
+
+def test_a_dropped_connection_is_retried_on_a_new_channel(fake: type[FakeClient]) -> None:
+    fake.script = [unavailable(), unavailable(), FakeResponse(60, 8, "1")]
+    assert TritonInspector("x:1").infer(patches(), timeout_s=5.0).model_version == 1
+    assert fake.channels == 3  # the first channel, then one fresh channel per failure
+
+
+def test_retries_are_bounded(fake: type[FakeClient]) -> None:
+    fake.script = [unavailable() for _ in range(10)]
+    with pytest.raises(InferenceUnavailable, match=r"\(3 attempts\): failed to connect"):
+        TritonInspector("x:1", max_attempts=3).infer(patches(), timeout_s=5.0)
+    assert len(fake.script) == 7
+
+
+def test_refused_patches_are_not_retried(fake: type[FakeClient]) -> None:
+    fake.script = [InferenceServerException("bad shape", status="StatusCode.INVALID_ARGUMENT"), FakeResponse(60, 8, "1")]
+    with pytest.raises(InferenceRejected, match="bad shape"):
+        TritonInspector("x:1").infer(patches(), timeout_s=5.0)
+    assert len(fake.script) == 1
+
+
+def test_patch_size_needs_a_pinned_version(fake: type[FakeClient]) -> None:
+    meta = {"inputs": [{"name": "patches", "shape": ["-1", "-1", "-1", "1"]}]}
+    fake.script = [meta]
+    with pytest.raises(InferenceUnavailable, match="rollout"):
+        TritonInspector("x:1").patch_size()
+    fake.script = [{"inputs": [{"name": "patches", "shape": ["-1", "48", "48", "1"]}]}]
+    assert TritonInspector("x:1").patch_size() == 48

@@ -1,0 +1,119 @@
+"""The committed Triton configs of `inspector` agree with the exported graph and with each other."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+import pytest
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+from tests.tiny_inspector import publish_tiny_version, tiny_inspector_onnx
+from vialguard.errors import ModelVersionError
+from vialguard.inspector_io import INPUT_PATCHES, MAX_BATCH, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE, PLAN_FILENAME
+from vialguard.model_repository import version_dir
+from vialguard.triton_backend import triton_backend_files
+from vialguard_stack.rollout import check_version_complete, config_from_file, pinned_config
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / MODEL_NAME
+CONFIG_NAMES = ("cpu", "gpu")
+Config = model_config_pb2.ModelConfig
+
+
+def parse(path: Path) -> Any:
+    return text_format.Parse(path.read_text(), Config())
+
+
+@pytest.fixture(params=CONFIG_NAMES)
+def config(request: pytest.FixtureRequest) -> Any:
+    return parse(MODEL_DIR / "configs" / f"{request.param}.pbtxt")
+
+
+def test_tensor_names_and_types_are_those_of_inspector_io(config: Any) -> None:
+    assert config.name == MODEL_NAME
+    assert [t.name for t in config.input] == [INPUT_PATCHES]
+    assert sorted(t.name for t in config.output) == sorted([OUTPUT_SCORE, OUTPUT_HEATMAP])
+    assert {t.data_type for t in [*config.input, *config.output]} == {model_config_pb2.TYPE_FP32}
+
+
+def test_one_request_carries_up_to_max_batch_patches(config: Any) -> None:
+    assert config.max_batch_size == MAX_BATCH  # 60 patches per acquisition fit one request
+    patches = list(config.input[0].dims)
+    heatmap = next(list(t.dims) for t in config.output if t.name == OUTPUT_HEATMAP)
+    score = next(t for t in config.output if t.name == OUTPUT_SCORE)
+    assert len(patches) == 3 and patches[-1] == 1 and patches[0] == patches[1]  # [P, P, 1] per patch
+    assert heatmap == patches
+    assert list(score.reshape.shape) == []  # one score per patch: [N]
+
+
+def test_the_version_policy_serves_a_single_version(config: Any) -> None:
+    assert config.version_policy.latest.num_versions == 1
+
+
+def test_gpu_config_is_a_dynamically_batched_tensorrt_plan_on_the_gpu() -> None:
+    gpu = parse(MODEL_DIR / "configs" / "gpu.pbtxt")
+    assert gpu.platform == "tensorrt_plan" and gpu.default_model_filename == PLAN_FILENAME
+    assert gpu.HasField("dynamic_batching")
+    assert [g.kind for g in gpu.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+
+
+def test_cpu_config_runs_the_python_backend_on_the_cpu() -> None:
+    cpu = parse(MODEL_DIR / "configs" / "cpu.pbtxt")
+    assert cpu.backend == "python" and not cpu.platform
+    assert not cpu.HasField("dynamic_batching")  # requests run one by one: a bad one fails alone
+    assert [g.kind for g in cpu.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
+
+
+def test_default_config_is_the_cpu_config() -> None:
+    assert parse(MODEL_DIR / "config.pbtxt") == parse(MODEL_DIR / "configs" / "cpu.pbtxt")
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_config_matches_the_exported_graph(name: str) -> None:
+    config = parse(MODEL_DIR / "configs" / f"{name}.pbtxt")
+    side = config.input[0].dims[0] if config.input[0].dims[0] > 0 else 64
+    graph = onnx.load_from_string(tiny_inspector_onnx(side)).graph
+
+    def dims(value_info: Any) -> list[int]:
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
+
+    onnx_io = {v.name: dims(v) for v in [*graph.input, *graph.output]}
+    assert set(onnx_io) == {INPUT_PATCHES, OUTPUT_SCORE, OUTPUT_HEATMAP}
+    for tensor in [*config.input, *config.output]:
+        per_patch = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+        assert onnx_io[tensor.name][0] == -1  # the batch dimension is free
+        assert len(onnx_io[tensor.name][1:]) == len(per_patch)
+        assert all(c in (-1, o) for c, o in zip(per_patch, onnx_io[tensor.name][1:]))
+
+
+def test_rollout_pins_one_version_and_its_patch_side() -> None:
+    base = config_from_file(MODEL_DIR.parent, "cpu")
+    pinned = pinned_config(base, version=7, patch_size=128)
+    assert pinned["version_policy"] == {"specific": {"versions": [7]}}
+    assert [t["dims"] for t in pinned["input"]] == [[128, 128, 1]]
+    assert "latest" in base["version_policy"]  # the base is left as it was
+    # what Triton receives parses back into a valid ModelConfig
+    parsed = json_format.Parse(json.dumps(pinned), Config())
+    assert list(parsed.version_policy.specific.versions) == [7]
+
+
+def test_rollout_refuses_an_incomplete_version(tmp_path: Path) -> None:
+    version = publish_tiny_version(tmp_path, 32, gain=1.0, threshold=0.2)
+    cpu, gpu = config_from_file(MODEL_DIR.parent, "cpu"), config_from_file(MODEL_DIR.parent, "gpu")
+    assert check_version_complete(tmp_path, version, cpu) == 32
+    with pytest.raises(ModelVersionError, match="model.plan.*build_trt_plan.sh"):
+        check_version_complete(tmp_path, version, gpu)
+    (version_dir(tmp_path, version) / "model.py").unlink()
+    with pytest.raises(ModelVersionError, match=r"missing \['model.py'\]"):
+        check_version_complete(tmp_path, version, cpu)
+
+
+def test_the_backend_adapter_is_self_contained_python() -> None:
+    files = triton_backend_files()
+    source = files["model.py"].decode()
+    compile(source, "model.py", "exec")
+    assert "vialguard" not in [line.split()[1].split(".")[0] for line in source.splitlines()
+                               if line.startswith(("import ", "from "))]  # .venv-triton has no vialguard
+    assert "class TritonPythonModel" in source
