@@ -47,6 +47,7 @@ from trainer.shard_index import (
     source_digest,
 )
 from vialguard import dataset as acquisitions
+from vialguard.dataset import AcquisitionRecord
 from vialguard.patching import cut_frame, rank_images, select_inspected
 from vialguard.recipe import REGION_IDS, Recipe
 
@@ -80,30 +81,20 @@ class IngestOptions:
             raise IngestError(f"patch size must be a positive multiple of 16, got {self.patch_size}")
 
 
-def _get(record: Any, name: str) -> Any:
-    """Read a manifest field from either a mapping or a record object."""
-    return record[name] if isinstance(record, dict) else getattr(record, name)
+def _patch_labels(root: Path, record: AcquisitionRecord, recipe: Recipe, n_images: int) -> np.ndarray:
+    """Per-patch ground truth for ``n_images`` images of one acquisition.
 
-
-def _defect_cells(record: Any) -> set[tuple[int, int]]:
-    return {(int(_get(d, "vial")), _region_index(_get(d, "region"))) for d in (_get(record, "defects") or [])}
-
-
-def _region_index(region: Any) -> int:
-    if isinstance(region, str):
-        return REGION_IDS.index(region)
-    return int(region)
-
-
-def _inspected_labels(root: Path, record: Any, recipe: Recipe) -> np.ndarray:
-    """Per-patch ground truth of the inspected frames, in serving patch order."""
+    A defect sits on the plastic and moves with the vial, so its mask (one per
+    run) holds for every frame of the run and for both rank images. Labels come
+    from vialguard.dataset.patch_labels, cut by the serving patch function.
+    """
+    if not record.defects:
+        return np.zeros(n_images * recipe.patches_per_frame, np.int64)
     labels = np.asarray(acquisitions.patch_labels(root, record, recipe), dtype=np.int64).reshape(-1)
     if labels.size != recipe.patches_per_acquisition:
-        raise IngestError(
-            f"acquisition {_get(record, 'acquisition_id')}: patch_labels gave {labels.size} labels, "
-            f"expected {recipe.patches_per_acquisition}"
-        )
-    return (labels > 0).astype(np.int64)
+        raise IngestError(f"acquisition {record.acquisition_id}: patch_labels gave {labels.size} labels, "
+                          f"expected {recipe.patches_per_acquisition}")
+    return np.tile(labels[: recipe.patches_per_frame] > 0, n_images).astype(np.int64)
 
 
 def _images(frames: np.ndarray, recipe: Recipe, mode: str) -> list[tuple[np.ndarray, int, str]]:
@@ -116,34 +107,29 @@ def _images(frames: np.ndarray, recipe: Recipe, mode: str) -> list[tuple[np.ndar
 
 
 def acquisition_records(
-    root: Path, record: Any, recipe: Recipe, mode: str, patch_size: int | None
+    root: Path, record: AcquisitionRecord, recipe: Recipe, mode: str, patch_size: int | None
 ) -> tuple[list[bytes], np.ndarray]:
     """Serialised patch records of one acquisition and their per-patch labels."""
     frames = np.asarray(acquisitions.load_frames(root, record))
     if len(frames) != recipe.frames_per_acquisition:
         raise IngestError(
-            f"acquisition {_get(record, 'acquisition_id')} has {len(frames)} frames, "
+            f"acquisition {record.acquisition_id} has {len(frames)} frames, "
             f"recipe '{recipe.id}' expects {recipe.frames_per_acquisition}"
         )
-    defective = 1 if _get(record, "label") == "defective" else 0
+    defective = 1 if record.label == "defective" else 0
     images = _images(frames, recipe, mode)
     n_cells = recipe.patches_per_frame
     n_regions = len(recipe.regions)
-    if mode == "inspected":
-        labels = _inspected_labels(root, record, recipe)
-    else:  # a defect's (vial, region) is marked in every image: conservative for moving defects
-        cells = _defect_cells(record)
-        per_frame = np.array([int((c // n_regions, c % n_regions) in cells) for c in range(n_cells)])
-        labels = np.tile(per_frame, len(images))
+    labels = _patch_labels(root, record, recipe, len(images))
     out: list[bytes] = []
     for slot, (image, frame_index, kind) in enumerate(images):
         pixels = quantise(cut_frame(image, recipe, patch_size), recipe.bit_depth)
         for cell in range(n_cells):
             i = slot * n_cells + cell
             meta = PatchMeta(
-                product_id=str(_get(record, "product_id")),
-                acquisition_id=str(_get(record, "acquisition_id")),
-                run_index=int(_get(record, "run_index")),
+                product_id=record.product_id,
+                acquisition_id=record.acquisition_id,
+                run_index=record.run_index,
                 frame_slot=slot,
                 frame_index=frame_index,
                 image_kind=kind,
@@ -197,6 +183,14 @@ def _windowed(executor: ThreadPoolExecutor, jobs: Iterator[Any], fn: Any, window
         yield pending.popleft().result()
 
 
+def _check_recipe(root: Path, recipe: Recipe) -> None:
+    """The dataset must have been made with this very recipe geometry."""
+    header = acquisitions.read_header(root)
+    if header.recipe_digest != recipe.digest():
+        raise IngestError(f"{root} was made with recipe '{header.recipe_id}' ({header.recipe_digest}), not with "
+                          f"recipe '{recipe.id}' ({recipe.digest()}); pass the dataset's recipe")
+
+
 def _prepare_output(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise IngestError(f"output {out_dir} exists and is not a directory")
@@ -219,10 +213,11 @@ def ingest(
     include_defective = options.include_defective
     if include_defective is None:
         include_defective = options.frames == "inspected"
-    records = [r for r in acquisitions.iter_acquisitions(root) if include_defective or _get(r, "label") == "good"]
+    _check_recipe(root, recipe)
+    records = [r for r in acquisitions.iter_acquisitions(root) if include_defective or r.label == "good"]
     if not records:
         raise IngestError(f"{root} holds no {'' if include_defective else 'good '}acquisition to ingest")
-    assignment = split_products((str(_get(r, "product_id")) for r in records), options.val_fraction, options.seed)
+    assignment = split_products((r.product_id for r in records), options.val_fraction, options.seed)
     _prepare_output(out, overwrite)
     writers = {s: _ShardWriter(out, s, options.shard_size, options.compression) for s in SPLITS}
     splits = {s: SplitIndex() for s in SPLITS}
@@ -233,7 +228,7 @@ def ingest(
     n_regions = len(recipe.regions)
     started = time.monotonic()
 
-    def work(record: Any) -> tuple[Any, list[bytes], np.ndarray]:
+    def work(record: AcquisitionRecord) -> tuple[AcquisitionRecord, list[bytes], np.ndarray]:
         return (record, *acquisition_records(root, record, recipe, options.frames, patch_size))
 
     per_acquisition = 0
@@ -241,7 +236,7 @@ def ingest(
         for done, (record, serialized, labels) in enumerate(
             _windowed(pool, iter(records), work, 2 * options.workers), start=1
         ):
-            split = assignment[str(_get(record, "product_id"))]
+            split = assignment[record.product_id]
             for blob in serialized:
                 writers[split].write(blob)
             stats = splits[split]

@@ -51,7 +51,7 @@ def test_stored_patches_equal_the_patching_module_cut_bit_for_bit(dataset, tmp_p
     frames = np.asarray(acquisitions.load_frames(dataset, first))
     low, high = rank_images(frames)
     expected = np.concatenate([cut_frame(img, recipe) for img in [*frames, low, high]])
-    mine = [r for r in records if r["acquisition_id"] == first["acquisition_id"]]
+    mine = [r for r in records if r["acquisition_id"] == first.acquisition_id]
     got = np.stack([np.frombuffer(r["patch"], np.uint8).reshape(16, 16, 1) for r in mine])
     np.testing.assert_array_equal(got, quantise(expected, 8))
     assert [r["image_kind"] for r in mine[-40:]] == ["rank_min"] * 20 + ["rank_max"] * 20
@@ -131,6 +131,13 @@ def test_refuses_to_overwrite_an_existing_ingestion_unless_asked(dataset, tmp_pa
     with pytest.raises(IngestError, match="already holds"):
         ingest(dataset, tmp_path, tiny_recipe())
     assert ingest(dataset, tmp_path, tiny_recipe(), overwrite=True).count(None) > 0
+
+
+def test_refuses_a_dataset_made_with_another_recipe(dataset, tmp_path):
+    from vialguard.recipe import load_recipe
+
+    with pytest.raises(IngestError, match="was made with recipe 'tiny-5x4'"):
+        ingest(dataset, tmp_path, load_recipe("bfs5-10ml"))
 
 
 def test_bad_inputs_get_clear_errors(tmp_path):

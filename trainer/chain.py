@@ -1,0 +1,213 @@
+"""The steps of a training run, each callable alone or chained by ``all``.
+
+simulate -> ingest -> train -> calibrate (calibration kit) -> evaluate (held-out
+test kit) -> export (new version in the model repository). Every step reads and
+writes files in a work directory (:class:`RunLayout`), so any step can be rerun
+alone, and a failed export leaves everything needed to retry it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from trainer.ingest import IngestOptions, ingest
+from trainer.run_scale import RunScale
+from trainer.shard_index import IngestError, load_index
+from vialguard.errors import VialguardError
+from vialguard.recipe import Recipe
+
+log = logging.getLogger(__name__)
+SETS = ("train", "calibration", "test")
+GENERATOR_FILENAME = "generator.keras"
+
+
+class ChainError(VialguardError):
+    """A step of the training chain cannot run with what it was given."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a run keeps its datasets, patch shards, checkpoints and results."""
+
+    root: Path
+
+    def data(self, name: str) -> Path:
+        return self.root / "data" / name
+
+    def patches(self, name: str) -> Path:
+        return self.root / "patches" / name
+
+    @property
+    def train_dir(self) -> Path:  # checkpoints and TensorBoard logs
+        return self.root / "train"
+
+    @property
+    def generator(self) -> Path:
+        return self.root / GENERATOR_FILENAME
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / "calibration.json"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.root / "evaluation"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "run.json"
+
+
+def default_workdir() -> Path:
+    return Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def simulate_set(out: Path, recipe: Recipe, good: int, defective: int, runs: int, seed: int) -> Path:
+    """One simulated dataset (dataset.json + manifest.jsonl + PNG frames): a good-only
+    training set when ``defective`` is 0, else a Knapp-style kit."""
+    from vialguard.simulator.kit import make_kit, make_train_set, write_dataset
+
+    if good + defective < 1 or runs < 1:
+        raise ChainError(f"a simulated set needs at least one product and one run, got {good}+{defective} x {runs}")
+    if defective:
+        acquisitions = make_kit(good, defective, runs, seed, recipe)
+        params = {"kind": "kit", "good": good, "defective": defective, "runs": runs}
+    else:
+        acquisitions = make_train_set(good, runs, seed, recipe)
+        params = {"kind": "train-set", "good": good, "defective": 0, "runs": runs}
+    write_dataset(out, acquisitions, recipe, seed, params)
+    return out
+
+
+def simulate_all(layout: RunLayout, recipe: Recipe, scale: RunScale, seed: int) -> dict[str, Path]:
+    """Training set (good only), calibration kit and held-out test kit, each with its own seed.
+
+    The two kits must differ in seed: the simulator draws a kit's products from
+    (seed, product number), so equal seeds would give the same products twice.
+    """
+    plan = {
+        "train": (scale.train_products, 0, scale.train_runs, seed),
+        "calibration": (scale.calibration_good, scale.calibration_defective, scale.kit_runs, seed + 1),
+        "test": (scale.test_good, scale.test_defective, scale.kit_runs, seed + 2),
+    }
+    out = {}
+    for name, (good, bad, runs, s) in plan.items():
+        started = time.monotonic()
+        out[name] = simulate_set(layout.data(name), recipe, good, bad, runs, s)
+        log.info("simulated %s set: %d good + %d defective x %d runs in %.1f s",
+                 name, good, bad, runs, time.monotonic() - started)
+    return out
+
+
+def ingest_all(layout: RunLayout, recipe: Recipe, patch_size: int, scale: RunScale, seed: int) -> dict[str, Path]:
+    """Training set as 16 frames + 2 rank images of good products; kits as inspected frames."""
+    out = {}
+    for name in SETS:
+        training = name == "train"
+        options = IngestOptions(
+            frames="all+rank" if training else "inspected", patch_size=patch_size, shard_size=scale.shard_size,
+            val_fraction=scale.val_fraction if training else 0.0, seed=seed, workers=scale.workers,
+        )
+        index = ingest(layout.data(name), layout.patches(name), recipe, options, overwrite=True)
+        rate = index.count(None) / max(index.seconds, 1e-9)
+        log.info("ingested %s: %d patches in %.1f s (%.0f patches/s)", name, index.count(None), index.seconds, rate)
+        out[name] = layout.patches(name)
+    return out
+
+
+def train_generator(patches: Path, profile: Any, config: Any, layout: RunLayout, shuffle_buffer: int) -> Any:
+    """Train the GAN on the ingested training set and save the generator."""
+    from trainer.pipeline import training_dataset
+    from trainer.train import train
+
+    index = load_index(patches)
+    if index.patch_size != profile.patch_size:
+        raise ChainError(f"patches in {patches} are {index.patch_size} px but profile '{profile.name}' takes "
+                         f"{profile.patch_size} px; re-ingest with --profile {profile.name}")
+    train_ds = training_dataset(patches, "train", config.batch_size, shuffle_buffer, config.seed, repeat=True)
+    val_ds = None
+    if index.count("validation"):
+        val_ds = training_dataset(patches, "validation", config.batch_size, shuffle_buffer, config.seed,
+                                  repeat=False)
+    generator = train(config, profile, train_ds, val_ds, layout.train_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    generator.save(layout.generator)
+    return generator
+
+
+def load_generator(path: Path) -> Any:
+    import keras
+
+    if not Path(path).is_file():
+        raise ChainError(f"no trained generator at {path} (run `vialguard-train train` first)")
+    return keras.models.load_model(path, compile=False)
+
+
+def score_kit(generator: Any, patches: Path, recipe: Recipe) -> Any:
+    """Score every patch of an ingested kit with the TensorFlow inspector graph."""
+    from trainer.inspector import build_inspector
+    from trainer.pipeline import labelled_dataset
+    from trainer.scoring import keras_scorer, labelled_stream, score_stream
+
+    stream = labelled_stream(labelled_dataset(patches), recipe.inspected_frames)
+    return score_stream(keras_scorer(build_inspector(generator)), stream, runtime="tensorflow-cpu")
+
+
+def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, recipe: Recipe) -> Any:
+    """Per-region thresholds on the calibration kit, tied to the training data's digest."""
+    from trainer.calibrate import calibrate
+
+    _check_kit(kit, profile)
+    digest = load_index(train_patches).source_digest
+    scored = score_kit(generator, kit, recipe)
+    return calibrate(scored, profile=profile.name, patch_size=profile.patch_size, recipe=recipe,
+                     training_data_digest=digest)
+
+
+def evaluate_kit(generator: Any, profile: Any, calibration: Any, kit: Path, recipe: Recipe, out: Path
+                 ) -> tuple[Any, dict[str, Path]]:
+    """Tables 1-3 on the held-out kit; report.md/json and roc.png under ``out``."""
+    from trainer.evaluate import evaluate
+    from trainer.report import write_report
+
+    _check_kit(kit, profile)
+    evaluation = evaluate(score_kit(generator, kit, recipe), calibration)
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_report(evaluation, out, title=f"vialguard {profile.name} evaluation on the held-out kit")
+    return evaluation, files
+
+
+def export_model(generator: Any, profile: Any, calibration: Any, report_files: dict[str, Path],
+                 repository: Path, recipe: Recipe) -> int:
+    """Publish a new version (ONNX + calibration + report + Triton adapter)."""
+    from trainer.export import export_version
+    from vialguard.triton_backend import triton_backend_files
+
+    return export_version(generator, profile, calibration, report_files, repository, recipe,
+                          calibration.training_data_digest, extra_files=triton_backend_files())
+
+
+def _check_kit(kit: Path, profile: Any) -> None:
+    index = load_index(kit)
+    if index.frames != "inspected":
+        raise ChainError(f"{kit} was ingested with frames '{index.frames}'; a kit must be ingested with "
+                         "--frames inspected (what the line scores)")
+    if index.patch_size != profile.patch_size:
+        raise ChainError(f"kit {kit} is {index.patch_size} px, profile '{profile.name}' takes {profile.patch_size}")
+
+
+def write_summary(layout: RunLayout, scale: RunScale, timings: dict[str, float], extra: dict[str, Any]) -> None:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    data = {"scale": asdict(scale), "seconds": {k: round(v, 1) for k, v in timings.items()}, **extra}
+    layout.summary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+__all__ = [
+    "ChainError", "IngestError", "RunLayout", "calibrate_kit", "default_workdir", "evaluate_kit", "export_model",
+    "ingest_all", "load_generator", "simulate_all", "simulate_set", "train_generator", "write_summary",
+]

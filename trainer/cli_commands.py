@@ -1,0 +1,171 @@
+"""What each ``vialguard-train`` subcommand does with its parsed arguments.
+
+Thin: arguments -> settings objects -> :mod:`trainer.chain` steps. Each
+returns the process exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainer import chain
+from trainer.ingest import IngestOptions, ingest
+from trainer.run_scale import SCALE_FLAGS, RunScale, get_scale
+from vialguard.recipe import load_recipe
+
+log = logging.getLogger("vialguard-train")
+
+
+def scale_of(args: argparse.Namespace) -> RunScale:
+    return get_scale(args.scale).with_overrides(**{k: getattr(args, k, None) for k in SCALE_FLAGS})
+
+
+def _profile(name: str) -> Any:
+    from trainer.config import get_profile
+
+    return get_profile(name)
+
+
+def _train_config(args: argparse.Namespace, scale: RunScale | None = None) -> Any:
+    from trainer.config import load_train_config
+
+    flags = []
+    epochs = getattr(args, "epochs", None) or (scale.epochs if scale else None)
+    steps = getattr(args, "steps", None) or (scale.steps_per_epoch if scale else None)
+    batch = getattr(args, "batch_size", None) or (scale.batch_size if scale else None)
+    seed = getattr(args, "seed", None)
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch), ("seed", seed)):
+        if value is not None:
+            flags.append(f"{name}={value}")
+    # flags first, so that an explicit --set wins over a preset
+    return load_train_config(getattr(args, "config", None), flags + list(getattr(args, "overrides", [])))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    scale = scale_of(args)
+    paths = chain.simulate_all(chain.RunLayout(args.workdir), load_recipe(args.recipe), scale, args.seed)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from vialguard.dataset import read_header
+
+    recipe = load_recipe(args.recipe or read_header(args.dataset).recipe_id)
+    patch_size = args.patch_size or _profile(args.profile).patch_size
+    options = IngestOptions(
+        frames=args.frames, patch_size=patch_size, shard_size=args.shard_size,
+        compression="" if args.no_compression else "GZIP", val_fraction=args.val_fraction, seed=args.seed,
+        workers=args.workers,
+    )
+    index = ingest(args.dataset, args.out, recipe, options, overwrite=args.overwrite)
+    rate = index.count(None) / max(index.seconds, 1e-9)
+    print(f"{index.count(None)} patches ({index.patch_size} px) in "
+          f"{sum(len(s.shards) for s in index.splits.values())} shards, {index.seconds:.1f} s "
+          f"({rate:.0f} patches/s); train {index.count('train')}, validation {index.count('validation')}")
+    print(f"index: {Path(args.out) / 'index.json'}  source digest: {index.source_digest}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    profile = _profile(args.profile)
+    config = _train_config(args)
+    layout = chain.RunLayout(args.workdir)
+    chain.train_generator(args.patches, profile, config, layout, args.shuffle_buffer)
+    print(f"generator: {layout.generator}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    profile, recipe = _profile(args.profile), load_recipe(args.recipe)
+    calibration = chain.calibrate_kit(chain.load_generator(args.generator), profile, args.kit, args.train_patches,
+                                      recipe)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    calibration.save(args.out)
+    print(f"calibration: {args.out}  serving thresholds: {calibration.serving_thresholds.as_mapping()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vialguard.calibration import Calibration
+
+    profile, recipe = _profile(args.profile), load_recipe(args.recipe)
+    calibration = Calibration.load(args.calibration)
+    evaluation, files = chain.evaluate_kit(chain.load_generator(args.generator), profile, calibration, args.kit,
+                                           recipe, args.out)
+    print(f"run accuracy {evaluation.per_run.accuracy:.4f}, strip accuracy {evaluation.per_strip.accuracy:.4f}; "
+          f"report: {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vialguard.calibration import Calibration
+    from vialguard.inspector_io import REPORT_JSON_FILENAME, REPORT_MD_FILENAME, ROC_PNG_FILENAME
+
+    profile, recipe = _profile(args.profile), load_recipe(args.recipe)
+    files = {name: args.report_dir / name for name in (REPORT_MD_FILENAME, REPORT_JSON_FILENAME, ROC_PNG_FILENAME)}
+    version = chain.export_model(chain.load_generator(args.generator), profile, Calibration.load(args.calibration),
+                                 files, args.out, recipe)
+    print(f"published inspector version {version} in {args.out}")
+    return 0
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    scale, profile, recipe = scale_of(args), _profile(args.profile), load_recipe(args.recipe)
+    config = _train_config(args, scale)
+    layout = chain.RunLayout(args.workdir or chain.default_workdir())
+    log.info("run %s: scale %s, profile %s, work directory %s", scale.name, scale, profile.name, layout.root)
+    timings: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        log.info("== %s", name)
+        result = fn()
+        timings[name] = time.monotonic() - started
+        log.info("== %s done in %.1f s", name, timings[name])
+        return result
+
+    step("simulate", lambda: chain.simulate_all(layout, recipe, scale, args.seed))
+    patches = step("ingest", lambda: chain.ingest_all(layout, recipe, profile.patch_size, scale, args.seed))
+    generator = step("train", lambda: chain.train_generator(patches["train"], profile, config, layout,
+                                                            scale.shuffle_buffer))
+    calibration = step("calibrate", lambda: chain.calibrate_kit(generator, profile, patches["calibration"],
+                                                                patches["train"], recipe))
+    calibration.save(layout.calibration)
+    evaluation, files = step("evaluate", lambda: chain.evaluate_kit(generator, profile, calibration,
+                                                                    patches["test"], recipe, layout.evaluation_dir))
+    version = step("export", lambda: chain.export_model(generator, profile, calibration, files, args.out, recipe))
+    chain.write_summary(layout, scale, timings, {
+        "profile": profile.name, "version": version, "repository": str(args.out),
+        "training_data_digest": calibration.training_data_digest,
+        "run_accuracy": evaluation.per_run.accuracy, "strip_accuracy": evaluation.per_strip.accuracy,
+    })
+    print(f"published inspector version {version} in {args.out} "
+          f"(run accuracy {evaluation.per_run.accuracy:.4f} on the held-out kit); work files in {layout.root}")
+    return 0
+
+
+def cmd_elpv(args: argparse.Namespace) -> int:
+    from trainer.elpv_check import ElpvSettings, run_elpv_check
+
+    settings = ElpvSettings(profile=args.profile, patch_size=args.patch_size, epochs=args.epochs,
+                            steps_per_epoch=args.steps, batch_size=args.batch_size, max_train=args.max_train,
+                            seed=args.seed, overrides=tuple(args.overrides))
+    report = run_elpv_check(args.out, settings)
+    print(json.dumps({"auroc": report["test"]["auroc"], "accuracy": report["test"]["accuracy"],
+                      "threshold": report["threshold"]}))
+    print(f"report: {Path(args.out) / 'elpv_report.md'}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "calibrate": cmd_calibrate,
+    "evaluate": cmd_evaluate, "export": cmd_export, "all": cmd_all, "elpv": cmd_elpv,
+}
+

@@ -1,0 +1,74 @@
+"""How big a whole training run is: products, runs, kits, epochs. Defaults in one place.
+
+``cpu`` reproduces the committed cpu version on a 2-core machine in about
+15-25 minutes of wall time. ``paper`` is the paper's setup: 782 good strips x 10
+acquisitions for training (2,815,200 patches with 16 frames + 2 rank images),
+and a Knapp-style test kit of 120 good and 141 defective products x 10 runs.
+Every field can be overridden from the command line.
+
+The three sets are drawn with different seeds (seed, seed + 1, seed + 2), so the
+test kit is used neither for training nor for calibration, and calibration and
+test kits never share a product.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunScale:
+    name: str
+    train_products: int  # good strips for training
+    train_runs: int  # acquisitions per training strip
+    calibration_good: int
+    calibration_defective: int
+    test_good: int
+    test_defective: int
+    kit_runs: int  # acquisitions per kit product (the k-of-n policy needs n = 10)
+    epochs: int
+    steps_per_epoch: int | None  # None: one pass over the training patches
+    batch_size: int
+    shard_size: int = 2048
+    val_fraction: float = 0.1
+    shuffle_buffer: int = 4096
+    workers: int = 2
+
+    def with_overrides(self, **values: Any) -> "RunScale":
+        """A copy with every non-None value replaced (command-line flags left unset stay default)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown run-scale settings {unknown}; known: {sorted(known)}")
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+SCALES: dict[str, RunScale] = {
+    "cpu": RunScale(
+        name="cpu", train_products=16, train_runs=3, calibration_good=6, calibration_defective=6,
+        test_good=6, test_defective=6, kit_runs=10, epochs=4, steps_per_epoch=150, batch_size=16,
+        shuffle_buffer=2048, workers=2,
+    ),
+    "paper": RunScale(
+        name="paper", train_products=782, train_runs=10, calibration_good=60, calibration_defective=70,
+        test_good=120, test_defective=141, kit_runs=10, epochs=10, steps_per_epoch=None, batch_size=32,
+        shuffle_buffer=16384, workers=8,
+    ),
+    # For tests: seconds.
+    "smoke": RunScale(
+        name="smoke", train_products=2, train_runs=1, calibration_good=1, calibration_defective=1,
+        test_good=1, test_defective=1, kit_runs=2, epochs=1, steps_per_epoch=2, batch_size=4,
+        shard_size=256, shuffle_buffer=64, workers=1,
+    ),
+}
+
+# Fields the command line can override one by one (--train-products, --steps, ...).
+SCALE_FLAGS = ("train_products", "train_runs", "calibration_good", "calibration_defective", "test_good",
+               "test_defective", "kit_runs", "epochs", "steps_per_epoch", "batch_size", "shard_size", "workers")
+
+
+def get_scale(name: str) -> RunScale:
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise ValueError(f"unknown scale '{name}'; known: {sorted(SCALES)}") from None
