@@ -104,6 +104,12 @@ class Supervisor:
         self.children.append(child)
         return child
 
+    def adopt(self, name: str, process: subprocess.Popen[bytes], log_path: Path) -> Child:
+        """Take charge of a child started elsewhere in its own session (tritonserver's launcher)."""
+        child = Child(name, process, Path(log_path))
+        self.children.append(child)
+        return child
+
     def wait_ready(self, child: Child, probe: Callable[[], Probe], timeout_s: float,
                    interval_s: float = 0.2) -> float:
         """Poll `probe` until it passes; return the seconds it took.

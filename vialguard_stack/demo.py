@@ -1,0 +1,150 @@
+"""The README's "run" command: the whole stack on one machine, fed by a simulated camera.
+
+    python -m vialguard_stack.demo [--good 3 --defective 3 --runs 10 --seed N]   (make demo)
+
+Starts a real redis-server and a real tritonserver (CPU config), the aggregator and
+the preprocessor; renders a Knapp-style kit with the simulator from a held-out seed
+(or reads one with --kit); pushes every acquisition through gRPC Inspect like the
+line's camera; prints each verdict as it comes back, then a table per product
+under the run policy and a summary; and stops everything: at the end, on Ctrl-C,
+or on SIGTERM. Logs of every process stay in the run directory.
+
+From a test: `run_demo(DemoConfig(...)) -> DemoResult`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vialguard.errors import VialguardError
+from vialguard.recipe import DEFAULT_RECIPE_ID, load_recipe
+from vialguard_stack.camera import LINE_SLOT_MS, FrameEncoding, FrameSelection, Shot, SimulatedCamera
+from vialguard_stack.demo_report import (
+    ACQUISITION_TABLE, PRODUCT_TABLE, DemoResult, acquisition_row, outcome_from, product_outcomes, product_row,
+    run_policy_of, summary_lines,
+)
+from vialguard_stack.kit_source import HELD_OUT_SEED, directory_shots, simulated_shots
+from vialguard_stack.local_stack import DEFAULT_REPOSITORY, REPO_ROOT, StackNotReady, StackSettings, local_stack, preflight
+from vialguard_stack.triton_server import DEFAULT_ENV, TritonStartError
+
+EXIT_NOT_READY, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    good: int = 3
+    defective: int = 3
+    runs: int = 10
+    seed: int = HELD_OUT_SEED
+    kit: Path | None = None                     # a dataset folder instead of rendering a kit
+    recipe: str = DEFAULT_RECIPE_ID
+    encoding: FrameEncoding = FrameEncoding.PNG
+    frames: FrameSelection = FrameSelection.INSPECTED
+    deadline_ms: float = LINE_SLOT_MS           # the line's slot: later is a miss
+    pace_ms: float = 0.0                        # 500 = one acquisition per slot, like the machine
+    repository: Path = DEFAULT_REPOSITORY
+    version: int | None = None
+    triton_env: Path = DEFAULT_ENV
+    run_dir: Path = field(default_factory=lambda: REPO_ROOT / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))
+
+    def __post_init__(self) -> None:
+        if self.kit is None and (self.good < 0 or self.defective < 0 or self.good + self.defective == 0
+                                 or self.runs < 1):
+            raise ValueError("the demo needs at least one product (--good/--defective) and one run (--runs)")
+
+
+def _shots(config: DemoConfig) -> Iterator[Shot]:
+    recipe = load_recipe(config.recipe)
+    if config.kit is not None:
+        return directory_shots(config.kit, recipe)
+    return simulated_shots(recipe, config.good, config.defective, config.runs, config.seed)
+
+
+def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> DemoResult:
+    """Start the stack, push the kit, print the tables, stop the stack; return what was measured.
+
+    Raises StackNotReady (something to install or train first), ServiceExited or
+    ServiceNotReady (a process failed: the message quotes its log), and lets
+    KeyboardInterrupt through after the stack is stopped.
+    """
+    settings = StackSettings(run_dir=config.run_dir, repository=config.repository, recipe=config.recipe,
+                             triton_env=config.triton_env, version=config.version)
+    ready = preflight(settings)
+    what = f"kit {config.kit}" if config.kit else (
+        f"simulated kit: {config.good} good + {config.defective} defective products x {config.runs} runs, "
+        f"seed {config.seed} (held out from training)")
+    out(f"vialguard demo: model version {ready.version}, {what}")
+    out(f"run directory (logs, Redis AOF, audit): {settings.run_dir}")
+    outcomes = []
+    with local_stack(settings, log=lambda line: out("  " + line)) as stack:
+        out(f"camera: {config.frames.value} frames as {config.encoding.value.upper()}, deadline "
+            f"{config.deadline_ms:.0f} ms, " + (f"one acquisition per {config.pace_ms:.0f} ms" if config.pace_ms
+                                                else "as fast as verdicts come back"))
+        out("")
+        out(ACQUISITION_TABLE.header())
+        with SimulatedCamera(stack.preprocessor_target, load_recipe(config.recipe), config.encoding, config.frames,
+                             config.deadline_ms, config.pace_ms) as camera:
+            for result in camera.run(_shots(config)):
+                outcome = outcome_from(result)
+                outcomes.append(outcome)
+                out(ACQUISITION_TABLE.row(acquisition_row(outcome)))
+                stack.supervisor.check_alive()
+        out("stopping the stack ...")
+    policy = run_policy_of(outcomes)
+    result = DemoResult(outcomes, product_outcomes(outcomes, policy), policy, config.deadline_ms,
+                        Path(settings.run_dir))
+    out("")
+    out(f"per product, run policy {policy.k} of {policy.n}:")
+    out(PRODUCT_TABLE.render([product_row(p) for p in result.products]))
+    out("")
+    for line in summary_lines(result):
+        out(line)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> DemoConfig:
+    p = argparse.ArgumentParser(prog="python -m vialguard_stack.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--good", type=int, default=3, help="good products in the simulated kit (default 3)")
+    p.add_argument("--defective", type=int, default=3, help="defective products (default 3)")
+    p.add_argument("--runs", type=int, default=10, help="acquisitions per product (default 10)")
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=f"kit seed (default {HELD_OUT_SEED}, held out)")
+    p.add_argument("--kit", type=Path, help="push this dataset folder instead of rendering a kit")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE_ID)
+    p.add_argument("--encoding", choices=[e.value for e in FrameEncoding], default="png")
+    p.add_argument("--frames", choices=[s.value for s in FrameSelection], default="inspected",
+                   help="send only the inspected frames (default) or all 16")
+    p.add_argument("--deadline-ms", type=float, default=LINE_SLOT_MS, help="per-call deadline (default 500)")
+    p.add_argument("--pace-ms", type=float, default=0.0, help="one acquisition per this many ms (0: no pacing)")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--version", type=int, help="model version to serve (default: the newest)")
+    p.add_argument("--run-dir", type=Path, help="where logs go (default runs/demo-<time>)")
+    a = p.parse_args(argv)
+    extra = {"run_dir": a.run_dir} if a.run_dir else {}
+    return DemoConfig(a.good, a.defective, a.runs, a.seed, a.kit, a.recipe, FrameEncoding(a.encoding),
+                      FrameSelection(a.frames), a.deadline_ms, a.pace_ms, a.repository, a.version, **extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        config = parse_args(argv)
+        result = run_demo(config)
+    except StackNotReady as exc:
+        print(f"\nvialguard demo cannot start: {exc}", file=sys.stderr)
+        return EXIT_NOT_READY
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process of the stack was stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (VialguardError, TritonStartError, ValueError) as exc:
+        print(f"\nvialguard demo failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0 if result.failures == 0 else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
