@@ -109,9 +109,9 @@ class TritonServer:
         return self.process.poll() is None
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL the whole process group."""
+        """SIGTERM to Triton (it drains in-flight requests and stops its stubs), then SIGKILL what is left."""
         if self.running():
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(grace_s)
             except subprocess.TimeoutExpired:
