@@ -1,0 +1,244 @@
+"""The Inspection servicer: one acquisition in, the aggregator's verdict out.
+
+Inspect reads as a straight line: replay check -> validate and decode -> cut the
+patches with vialguard.patching (the one patching path) -> infer -> queue the
+scores -> wait for the verdict. Every failure leaves as a gRPC status whose
+message says what went wrong, which component, and whether anything was
+queued: once the scores are queued, the verdict is produced and kept even if
+the caller has gone, and a retry with the same acquisition_id replays it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import redis
+
+from preprocessor import convert, exchange, watch
+from preprocessor.config import PreprocessorConfig
+from preprocessor.deadline import Deadline
+from preprocessor.decode import decode_inspected
+from preprocessor.heatmap_store import HeatmapStore
+from preprocessor.validate import RecipeMismatch, check_identity
+from vialguard.errors import AcquisitionError
+from vialguard.heatmap import to_png_gray
+from vialguard.inference import InferenceResult, InferenceUnavailable, Inspector
+from vialguard.messages import ScoresMessage, VerdictMessage
+from vialguard.patching import acquisition_labels, cut_acquisition
+from vialguard.recipe import Recipe
+from vialguard.v1 import inspection_pb2 as pb
+from vialguard.v1 import inspection_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+START_ID_METADATA = "vialguard-start-id"  # WatchVerdicts: the stream id the stream starts after
+
+
+class Failure(Exception):
+    """A call that ends with a gRPC status and a message for the line engineer."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _parse_verdict(raw: bytes) -> VerdictMessage:
+    try:
+        return VerdictMessage.from_json(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Failure(grpc.StatusCode.INTERNAL,
+                      f"the verdict stored by the aggregator cannot be read ({exc}); check the aggregator's version") from exc
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0
+
+
+class InspectionService(pb_grpc.InspectionServicer):
+    def __init__(
+        self,
+        config: PreprocessorConfig,
+        recipe: Recipe,
+        inspector: Inspector,
+        client: redis.Redis,
+        stopping: threading.Event,
+    ) -> None:
+        self._config = config
+        self._recipe = recipe
+        self._inspector = inspector
+        self._redis = client
+        self._stopping = stopping
+        self._labels = acquisition_labels(recipe)
+        self._heatmaps = HeatmapStore(client, config.heatmap_ttl_s, config.heatmap_max_acquisitions)
+
+    # ---------------------------------------------------------------- Inspect
+    def Inspect(self, request: pb.Acquisition, context: grpc.ServicerContext) -> pb.Verdict:
+        started = time.perf_counter()
+        deadline = Deadline.from_caller(
+            context.time_remaining(), self._config.deadline_ms / 1000, self._config.max_deadline_ms / 1000
+        )
+        try:
+            verdict = self._inspect(request, deadline, started)
+        except Failure as failure:
+            log.warning("acquisition %r: %s %s", request.acquisition_id, failure.code.name, failure.message)
+            context.abort(failure.code, failure.message)
+        except Exception as exc:  # a bug must still be answered, with a status the camera can log
+            log.exception("acquisition %r: unexpected error", request.acquisition_id)
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"internal error in the preprocessor ({type(exc).__name__}: {exc}); see its log")
+        log.info("acquisition %s: %s strip_score=%.4f total=%.1f ms%s", verdict.acquisition_id,
+                 pb.Decision.Name(verdict.decision), verdict.strip_score, verdict.timings.total_ms,
+                 " (replayed)" if verdict.replayed else "")
+        return verdict
+
+    def _inspect(self, acq: pb.Acquisition, deadline: Deadline, started: float) -> pb.Verdict:
+        try:
+            check_identity(acq, self._recipe)
+        except RecipeMismatch as exc:
+            raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
+        except AcquisitionError as exc:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        acquisition_id = acq.acquisition_id
+        claim = self._redis_call("checking for an earlier verdict", False,
+                                 lambda: exchange.claim(self._redis, acquisition_id, deadline))
+        if claim.stored_verdict is not None:
+            return self._answer(claim.stored_verdict, {}, started, replayed=True)
+        if not claim.claimed:  # the same acquisition is in flight in another call: share its verdict
+            raw = self._await_verdict(acquisition_id, deadline)
+            return self._answer(raw, {}, started, replayed=True)
+        try:
+            local_ms, result = self._score_and_queue(acq, deadline, started)
+        except BaseException:
+            exchange.release(self._redis, acquisition_id)
+            raise
+        queued_at = time.perf_counter()
+        verdict = _parse_verdict(self._await_verdict(acquisition_id, deadline))
+        aggregation = verdict.timings_ms.get("aggregator_decide_ms", 0.0)
+        local_ms["queue_ms"] = max(0.0, _ms(queued_at) - aggregation)
+        if verdict.decision == "REJECT":
+            self._keep_heatmaps(verdict, result)
+        return self._answer(verdict, local_ms, started, replayed=False)
+
+    def _score_and_queue(
+        self, acq: pb.Acquisition, deadline: Deadline, started: float
+    ) -> tuple[dict[str, float], InferenceResult]:
+        """Decode, cut, infer and queue; returns this call's stage times and the inference result."""
+        try:
+            frames = decode_inspected(acq.frames, self._recipe)
+            decoded = time.perf_counter()
+            patches = cut_acquisition(frames, self._recipe, self._call_inspector(self._inspector.patch_size))
+        except AcquisitionError as exc:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        cut = time.perf_counter()
+        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+        inferred = time.perf_counter()
+        if result.scores.shape != (len(self._labels),):
+            raise Failure(grpc.StatusCode.INTERNAL,
+                          f"the inference server returned {result.scores.shape} scores for {len(self._labels)} "
+                          f"patches (model '{result.model_name}' version {result.model_version}); nothing was queued")
+        local_ms = {"decode_ms": (decoded - started) * 1000, "patching_ms": (cut - decoded) * 1000,
+                    "inference_ms": (inferred - cut) * 1000}
+        message = ScoresMessage(
+            acquisition_id=acq.acquisition_id, product_id=acq.product_id, run_index=acq.run_index,
+            recipe_id=acq.recipe_id, model_name=result.model_name, model_version=int(result.model_version),
+            patches=convert.patch_scores(self._labels, result.scores.tolist()),
+            timings_ms=dict(local_ms),
+            camera_timestamp_ns=int(acq.frames[0].camera_timestamp_ns) if acq.frames else 0,
+            received_unix_ms=int(time.time() * 1000),  # enqueued at: the aggregator measures queue wait from it
+        )
+        # Queued even when the caller's deadline has passed: the work is done, and a retry replays it.
+        self._redis_call("queuing the scores", False, lambda: exchange.enqueue(self._redis, message))
+        return local_ms, result
+
+    def _call_inspector(self, call):  # type: ignore[no-untyped-def]
+        try:
+            return call()
+        except InferenceUnavailable as exc:
+            raise Failure(grpc.StatusCode.UNAVAILABLE,
+                          f"the inference server (Triton at {self._config.triton_url}, model "
+                          f"'{self._config.model_name}') did not answer: {exc}; nothing was queued, retry") from exc
+
+    def _await_verdict(self, acquisition_id: str, deadline: Deadline) -> bytes:
+        try:
+            return self._redis_call("waiting for the verdict", True,
+                                    lambda: exchange.wait_for_verdict(self._redis, acquisition_id, deadline))
+        except exchange.VerdictTimeout as exc:
+            raise Failure(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no verdict for acquisition '{acquisition_id}' before the deadline; its scores are queued and "
+                f"its verdict will be kept: retry with the same acquisition_id to get it "
+                f"(if this repeats, check that the aggregator is running)",
+            ) from exc
+
+    def _redis_call(self, step: str, queued: bool, call):  # type: ignore[no-untyped-def]
+        try:
+            return call()
+        except redis.RedisError as exc:
+            after = ("the scores are queued: retry with the same acquisition_id to get the verdict" if queued
+                     else "nothing was queued, retry")
+            raise Failure(grpc.StatusCode.UNAVAILABLE,
+                          f"Redis at {self._config.redis_display} is unreachable ({exc}) while {step}; {after}") from exc
+
+    def _answer(self, verdict: VerdictMessage | bytes, local_ms: dict[str, float], started: float,
+                replayed: bool) -> pb.Verdict:
+        message = verdict if isinstance(verdict, VerdictMessage) else _parse_verdict(verdict)
+        reply = convert.to_proto(message, self._recipe, local_ms, replayed=replayed)
+        reply.timings.total_ms = _ms(started)
+        return reply
+
+    def _keep_heatmaps(self, verdict: VerdictMessage, result: InferenceResult) -> None:
+        """Best effort: the verdict stands even when its heatmaps cannot be kept."""
+        try:
+            indices = [i for i in convert.heatmap_patches(verdict, self._recipe) if i < len(result.heatmaps)]
+            self._heatmaps.put(verdict.acquisition_id, {i: to_png_gray(np.asarray(result.heatmaps[i])) for i in indices})
+        except (redis.RedisError, ValueError) as exc:
+            log.warning("heatmaps of rejected acquisition %s not kept: %s", verdict.acquisition_id, exc)
+
+    # ---------------------------------------------------------- WatchVerdicts
+    def WatchVerdicts(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.Verdict]:
+        if request.after_id and not watch.STREAM_ID.match(request.after_id):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"after_id {request.after_id!r} is not a stream id like '1700000000000-0'; "
+                          "pass the stream_id of the last verdict received, or leave it empty")
+        last = request.after_id
+        try:
+            last = last or watch.newest_id(self._redis)
+            # Tells the client where its stream starts (and that it is live): resuming from here misses nothing.
+            context.send_initial_metadata(((START_ID_METADATA, last),))
+            for last, verdict in watch.follow(self._redis, last,
+                                              lambda: context.is_active() and not self._stopping.is_set()):
+                if not request.product_id or verdict.product_id == request.product_id:
+                    yield convert.to_proto(verdict, self._recipe, {}, stream_id=last)
+        except redis.RedisError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"Redis at {self._config.redis_display} is unreachable ({exc}); reconnect with "
+                          f"after_id='{last}' to resume without missing a verdict")
+        if self._stopping.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"this preprocessor is shutting down; reconnect with after_id='{last}' to resume")
+
+    # ------------------------------------------------------------ GetHeatmaps
+    def GetHeatmaps(self, request: pb.HeatmapRequest, context: grpc.ServicerContext) -> pb.HeatmapReply:
+        if not request.acquisition_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "acquisition_id is empty")
+        try:
+            stored = self._heatmaps.get(request.acquisition_id)
+        except redis.RedisError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis at {self._config.redis_display} is unreachable ({exc})")
+        if not stored:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"no heatmaps are kept for acquisition '{request.acquisition_id}': it was accepted, "
+                          f"is unknown, or its heatmaps expired (kept {self._config.heatmap_ttl_s} s, at most "
+                          f"{self._config.heatmap_max_acquisitions} rejected acquisitions)")
+        reply = pb.HeatmapReply(acquisition_id=request.acquisition_id)
+        for index in sorted(stored):
+            if 0 <= index < len(self._labels):
+                label = self._labels[index]
+                reply.heatmaps.add(frame=convert.sequence_frame(label.frame, self._recipe), vial=label.vial,
+                                   region=label.region, region_id=label.region_id, png=stored[index])
+        return reply
