@@ -158,10 +158,10 @@ def _outline_delta(spec: DefectSpec, n_rows: int) -> tuple[int, np.ndarray, np.n
     y = np.arange(n_rows, dtype=np.float32) + 0.5
     side = 1 if spec.seed % 2 else -1
     if spec.kind == "deformation":
-        amp, span = 0.8 + 8.0 * s, 12 + 50 * s
+        amp, span = 0.4 + 8.6 * s, 12 + 50 * s
         delta = -amp * np.exp(-(((y - spec.y) / (span / 2.5)) ** 2))  # a dent: the wall moves in
         return side, delta, np.zeros_like(delta)
-    amp, span = 0.8 + 6.0 * s, 4 + 12 * s
+    amp, span = 0.5 + 6.5 * s, 4 + 12 * s
     delta = amp * np.exp(-(((y - spec.y) / (span / 2)) ** 4))  # extra plastic: flash on the outline
     return side, delta, delta.copy()
 
@@ -204,8 +204,12 @@ def is_outline_kind(kind: str) -> bool:
 
 def _allowed_half(profile: VialProfile, kind: str, ext: float) -> np.ndarray:
     """Per row, how far from the axis the defect's centre may go and stay on the plastic."""
-    half = np.minimum(profile.half_left, profile.half_right)
-    return np.where(profile.kind != ROW_NONE, half - 4 - ext, -1.0)
+    half = np.where(profile.kind != ROW_NONE, np.minimum(profile.half_left, profile.half_right), -1e3)
+    reach = int(math.ceil(ext))
+    padded = np.pad(half, reach, constant_values=-1e3)
+    # the narrowest row the footprint can touch decides, so a long scratch cannot leave the flag
+    narrowest = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1).min(axis=1)
+    return narrowest - 4 - ext
 
 
 def place_defect(
@@ -243,7 +247,7 @@ def place_defect(
         ok &= (rows >= lay.cap_top) & (rows < lay.cap_bottom)
     if is_outline_kind(kind):
         # the band the outline sweeps (plus its dark rim) must fit in the rectangle too
-        outward = 0.0 if kind == "deformation" else 0.8 + 6.0 * severity
+        outward = 0.0 if kind == "deformation" else 0.5 + 6.5 * severity
         room = min(lay.cx - rect.x, rect.x + rect.width - lay.cx) - max_pose_displacement(recipe)
         ok &= (profile.kind != ROW_NONE) & (half + outward + 6 < room)
         allowed = np.zeros(len(rows))

@@ -19,7 +19,7 @@ from vialguard.errors import SimulatorError
 from vialguard.recipe import Recipe, load_recipe
 from vialguard.simulator.defects import DEFECT_KINDS, DEFECT_REGIONS, DefectSpec, place_defect
 from vialguard.simulator.render import StripRenderer
-from vialguard.simulator.strip import ProductShape, draw_product, draw_run
+from vialguard.simulator.strip import ProductShape, RunConditions, draw_product, draw_run
 
 GENERATOR_NAME = "vialguard.simulator"
 GENERATOR_VERSION = 1
@@ -95,6 +95,12 @@ def plan_products(recipe: Recipe, n_good: int, n_defective: int, seed: int, purp
     return plans
 
 
+def run_conditions(plan: ProductPlan, product_number: int, run_index: int, seed: int, purpose: str = "kit"
+                   ) -> RunConditions:
+    """The conditions of one run of a planned product (the same draw :func:`render_plans` makes)."""
+    return draw_run(plan.shape, _stream(seed, purpose, product_number, _RUN, run_index))
+
+
 def render_plans(plans: list[ProductPlan], runs: int, seed: int, recipe: Recipe, purpose: str = "kit"
                  ) -> Iterator[SimulatedAcquisition]:
     """Render every run of every planned product (product layers computed once per product)."""
@@ -104,7 +110,7 @@ def render_plans(plans: list[ProductPlan], runs: int, seed: int, recipe: Recipe,
     for number, plan in enumerate(plans):
         layers = renderer.product_layers(plan.shape, list(plan.defects))
         for run_index in range(runs):
-            run = draw_run(plan.shape, _stream(seed, purpose, number, _RUN, run_index))
+            run = run_conditions(plan, number, run_index, seed, purpose)
             acq = renderer.render_acquisition(plan.shape, layers, run)
             fields = AcquisitionFields(
                 plan.product_id, run_index, plan.label,

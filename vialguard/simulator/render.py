@@ -246,5 +246,9 @@ class StripRenderer:
                 offset = int(rng.integers(0, h * w))
                 frame_noise = sigma * bank[offset : offset + h * w].reshape(h, w)
             frames[f] = self.expose(t_cam, light255, run, frame_noise)
-        masks = [self.to_camera(m.astype(np.float32), matrix, 0.0) > 0.25 for m in layers.masks]
-        return Acquisition(frames, masks, states)
+        return Acquisition(frames, self.masks_in_camera(layers, run), states)
+
+    def masks_in_camera(self, layers: ProductLayers, run: RunConditions) -> list[np.ndarray]:
+        """The product's defect masks moved to this run's pose (what the dataset stores)."""
+        matrix = pose_matrix(self.recipe, run)
+        return [self.to_camera(m.astype(np.float32), matrix, 0.0) > 0.25 for m in layers.masks]

@@ -24,6 +24,11 @@ from vialguard.recipe import Recipe
 # Largest pose change of a run: shift in pixels and rotation in degrees.
 MAX_SHIFT_PX = 4.0
 MAX_ANGLE_DEG = 0.7
+# Bubbles under the meniscus: radius (px) and ring contrast (share of light lost at the ring).
+BUBBLE_RADIUS_PX = (2.0, 6.0)
+BUBBLE_CONTRAST = (0.22, 0.45)
+# Product-to-product spread of the body width (relative), i.e. about +-1.4 px of outline.
+BODY_WIDTH_SPREAD = 0.015
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ def _vial_profile(recipe: Recipe, layout: VialLayout, rng: np.random.Generator) 
     h = recipe.frame_height
     y = np.arange(h, dtype=np.float32) + 0.5
     w = layout.width
-    body = layout.body_half_width * rng.uniform(0.985, 1.015)
+    body = layout.body_half_width * rng.uniform(1 - BODY_WIDTH_SPREAD, 1 + BODY_WIDTH_SPREAD)
     half = np.zeros(h, np.float32)
     wall = np.zeros(h, np.float32)
     kind = np.zeros(h, np.uint8)
@@ -219,7 +224,7 @@ def draw_run(product: ProductShape, rng: np.random.Generator) -> RunConditions:
         for _ in range(int(rng.integers(0, 7))):
             speed = rng.uniform(6.0, 14.0) * rng.choice([-1.0, 1.0])
             movers.append(_Mover(v, lay.cx + rng.uniform(-inner, inner), rng.uniform(10, 45),
-                                 rng.uniform(2.0, 6.0), rng.uniform(0.22, 0.45), speed, 0.0, False))
+                                 rng.uniform(*BUBBLE_RADIUS_PX), rng.uniform(*BUBBLE_CONTRAST), speed, 0.0, False))
         for _ in range(int(rng.integers(0, 4))):
             y0 = rng.uniform(lay.neck_top + 8, lay.body_top + 20)
             movers.append(_Mover(v, lay.cx + rng.uniform(-6, 6), y0, rng.uniform(2.0, 4.5),
