@@ -144,12 +144,14 @@ def start_triton(
     log_path: Path | None = None,
     ready_timeout_s: float = 60.0,
     load_model: bool = True,
+    pin_version: int | None = None,
 ) -> TritonServer:
     """Start tritonserver with explicit model control and wait until `inspector` is ready.
 
-    Boots `inspector` with ``configs/<config_name>.pbtxt`` (newest version); use
-    vialguard_stack.rollout.load_version to pin a version. Raises TritonStartError
-    with the server's log tail if it exits or is not ready within the timeout.
+    Boots `inspector` with ``configs/<config_name>.pbtxt`` (newest version), then,
+    with `pin_version`, rolls that version out (vialguard_stack.rollout) so the
+    served config names the version's patch size, which clients read. Raises
+    TritonStartError with the server's log tail if it exits or is not ready in time.
     """
     inst = installation or TritonInstallation.find()
     repository = Path(repository).resolve()
@@ -168,16 +170,21 @@ def start_triton(
         "--exit-timeout-secs=5",
         "--log-info=true",
     ]
-    if load_model:
+    boot_load = load_model and pin_version is None  # a pinned start loads once, with the pin
+    if boot_load:
         command.append(f"--load-model={MODEL_NAME}")
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=inst.environment(),
                                    cwd=repository, start_new_session=True)
     server = TritonServer(process, *ports, log_path=log_path, repository=repository)
-    probe = f"{server.http_url}/v2/models/{MODEL_NAME}/ready" if load_model else f"{server.http_url}/v2/health/ready"
+    probe = f"{server.http_url}/v2/models/{MODEL_NAME}/ready" if boot_load else f"{server.http_url}/v2/health/ready"
     try:
         _wait_ready(server, probe, ready_timeout_s)
+        if pin_version is not None:
+            from vialguard_stack.rollout import load_version  # tritonclient only where pinning is asked
+
+            load_version(server.grpc_url, pin_version, repository, config_name=config_name)
     except BaseException:
         server.kill()
         raise

@@ -50,8 +50,7 @@ class Traffic(threading.Thread):
 
 def test_a_rolled_out_version_takes_over_without_a_failed_request(tmp_path: Path) -> None:
     repository = repository_with_v1(tmp_path)
-    with start_triton(repository, "cpu", installation=triton_installation()) as server:
-        load_version(server.grpc_url, 1, repository)
+    with start_triton(repository, "cpu", installation=triton_installation(), pin_version=1) as server:
         patches = random_patches(60, PATCH, seed=3)
         traffic = Traffic(server.grpc_url, patches)
         traffic.start()

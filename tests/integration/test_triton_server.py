@@ -17,7 +17,6 @@ from tests.integration.triton_support import PATCH, V1_GAIN, repository_with_v1,
 from tests.tiny_inspector import random_patches, tiny_inspector_onnx
 from vialguard.inference import InferenceUnavailable
 from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE
-from vialguard_stack.rollout import load_version
 from vialguard_stack.triton_server import TritonServer, start_triton
 
 pytestmark = pytest.mark.integration
@@ -31,9 +30,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(repository: Path) -> Iterator[TritonServer]:
     installation = triton_installation()
-    with start_triton(repository, "cpu", installation=installation) as running:
-        print(f"\ntritonserver ready in {running.started_s:.2f} s")
-        load_version(running.grpc_url, 1, repository)
+    with start_triton(repository, "cpu", installation=installation, pin_version=1) as running:
+        print(f"\ntritonserver ready and version 1 pinned in {running.started_s:.2f} s")
         yield running
 
 

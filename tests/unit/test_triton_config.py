@@ -117,3 +117,10 @@ def test_the_backend_adapter_is_self_contained_python() -> None:
     assert "vialguard" not in [line.split()[1].split(".")[0] for line in source.splitlines()
                                if line.startswith(("import ", "from "))]  # .venv-triton has no vialguard
     assert "class TritonPythonModel" in source
+
+
+def test_the_triton_backend_environment_pins_numpy_below_2() -> None:
+    """Triton 2.51's stub answers with EMPTY outputs under numpy 2 (DESIGN section 5)."""
+    lines = (MODEL_DIR.parents[1] / "requirements" / "triton-backend.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+    assert int(pins["numpy"].split(".")[0]) < 2 and "onnxruntime" in pins
