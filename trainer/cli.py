@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", help="recipe id or YAML path (default: the one named in dataset.json)")
     p.add_argument("--patch-size", type=_positive_int, help="override the profile's patch size")
     p.add_argument("--shard-size", type=_positive_int, default=2048, help="patches per shard (default 2048)")
-    p.add_argument("--no-compression", action="store_true", help="write plain TFRecords instead of GZIP")
+    p.add_argument("--gzip", action="store_true",
+                   help="GZIP the shards (about 35%% smaller at 256 px, about 3x slower to write)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of PRODUCTS held out for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the product split")
     p.add_argument("--workers", type=_positive_int, default=2, help="threads decoding and cutting frames")

@@ -61,7 +61,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     patch_size = args.patch_size or _profile(args.profile).patch_size
     options = IngestOptions(
         frames=args.frames, patch_size=patch_size, shard_size=args.shard_size,
-        compression="" if args.no_compression else "GZIP", val_fraction=args.val_fraction, seed=args.seed,
+        compression="GZIP" if args.gzip else "", val_fraction=args.val_fraction, seed=args.seed,
         workers=args.workers,
     )
     index = ingest(args.dataset, args.out, recipe, options, overwrite=args.overwrite)

@@ -45,7 +45,8 @@ def test_training_ingest_keeps_16_frames_plus_2_rank_images_of_good_products_onl
 
 def test_stored_patches_equal_the_patching_module_cut_bit_for_bit(dataset, tmp_path):
     recipe = tiny_recipe()
-    index = ingest(dataset, tmp_path, recipe, IngestOptions(frames="all+rank", shard_size=10_000, val_fraction=0))
+    index = ingest(dataset, tmp_path, recipe, IngestOptions(frames="all+rank", shard_size=10_000, val_fraction=0,
+                                                            compression="GZIP"))
     records = _records(tmp_path / index.splits["train"].shards[0].file, "GZIP")
     first = next(iter(acquisitions.iter_acquisitions(dataset)))
     frames = np.asarray(acquisitions.load_frames(dataset, first))
@@ -59,8 +60,7 @@ def test_stored_patches_equal_the_patching_module_cut_bit_for_bit(dataset, tmp_p
 
 
 def test_inspected_ingest_labels_each_patch_and_keeps_serving_patch_order(dataset, tmp_path):
-    index = ingest(dataset, tmp_path, tiny_recipe(), IngestOptions(frames="inspected", val_fraction=0,
-                                                                    compression=""))
+    index = ingest(dataset, tmp_path, tiny_recipe(), IngestOptions(frames="inspected", val_fraction=0))
     assert index.patches_per_acquisition == 60
     records = [r for s in index.splits["train"].shards for r in _records(tmp_path / s.file, "")]
     assert len(records) == 5 * 2 * 60
@@ -75,7 +75,7 @@ def test_inspected_ingest_labels_each_patch_and_keeps_serving_patch_order(datase
 def test_profile_patch_size_resizes_through_the_patching_module(dataset, tmp_path):
     recipe = tiny_recipe()
     index = ingest(dataset, tmp_path, recipe, IngestOptions(frames="inspected", patch_size=32, val_fraction=0))
-    record = _records(tmp_path / index.splits["train"].shards[0].file, "GZIP")[0]
+    record = _records(tmp_path / index.splits["train"].shards[0].file, "")[0]
     first = next(iter(acquisitions.iter_acquisitions(dataset)))
     frame0 = np.asarray(acquisitions.load_frames(dataset, first))[0]
     assert index.patch_size == 32 and (record["height"], record["width"]) == (32, 32)
@@ -90,7 +90,7 @@ def test_shards_hold_at_most_shard_size_patches_and_counts_add_up(dataset, tmp_p
         assert sum(s.count for s in split.shards) == split.patches
         assert sum(c["good"] + c["defective"] for c in split.counts.values()) == split.patches
         for s in split.shards:
-            assert sum(1 for _ in tf.data.TFRecordDataset(str(tmp_path / s.file), "GZIP")) == s.count
+            assert sum(1 for _ in tf.data.TFRecordDataset(str(tmp_path / s.file))) == s.count
 
 
 def test_split_is_by_product_and_deterministic(dataset, tmp_path):
@@ -100,7 +100,7 @@ def test_split_is_by_product_and_deterministic(dataset, tmp_path):
     assert train and val and not train & val
     assert a.splits["validation"].products == b.splits["validation"].products
     for name, split in a.splits.items():
-        ids = {r["product_id"] for s in split.shards for r in _records(tmp_path / "a" / s.file, "GZIP")}
+        ids = {r["product_id"] for s in split.shards for r in _records(tmp_path / "a" / s.file, "")}
         assert ids == set(split.products), name
 
 

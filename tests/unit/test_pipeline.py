@@ -28,7 +28,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_tiny_dataset(tmp_path_factory.mktemp("kit"), products=3, runs=2, defective=(1,), seed=3)
     out = tmp_path_factory.mktemp("kit_ingested")
-    ingest(root, out, tiny_recipe(), IngestOptions(frames="inspected", shard_size=70, val_fraction=0))
+    ingest(root, out, tiny_recipe(), IngestOptions(frames="inspected", shard_size=70, val_fraction=0,
+                                                        compression="GZIP"))
     return out
 
 
