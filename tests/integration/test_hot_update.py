@@ -76,14 +76,17 @@ def test_a_rolled_out_version_takes_over_without_a_failed_request(tmp_path: Path
     assert thresholds == {1: V1_THRESHOLD, v2: V2_THRESHOLD}  # each answer's version has its own thresholds
 
 
-def test_an_incomplete_version_is_refused_and_the_served_one_stays(tmp_path: Path) -> None:
+def test_a_version_that_cannot_serve_is_refused_and_the_served_one_stays(tmp_path: Path) -> None:
     repository = repository_with_v1(tmp_path)
-    broken = publish_tiny_version(repository, PATCH, V2_GAIN, V2_THRESHOLD)
-    (version_dir(repository, broken) / "calibration.json").unlink()  # e.g. a hand-copied directory
-    with start_triton(repository, "cpu", installation=triton_installation()) as server:
-        load_version(server.grpc_url, 1, repository)
+    with start_triton(repository, "cpu", installation=triton_installation(), pin_version=1) as server:
+        incomplete = publish_tiny_version(repository, PATCH, V2_GAIN, V2_THRESHOLD)
+        (version_dir(repository, incomplete) / "calibration.json").unlink()  # e.g. a hand-copied directory
         with pytest.raises(ModelVersionError, match=r"incomplete, missing \['calibration.json'\]"):
-            load_version(server.grpc_url, broken, repository)
+            load_version(server.grpc_url, incomplete, repository)
+        corrupt = publish_tiny_version(repository, PATCH, V2_GAIN, V2_THRESHOLD)
+        (version_dir(repository, corrupt) / "model.onnx").write_bytes(b"not an onnx graph")
+        with pytest.raises(ModelVersionError, match=f"could not load inspector version {corrupt}"):
+            load_version(server.grpc_url, corrupt, repository)
         client = TritonInspector(server.grpc_url)
         assert client.infer(random_patches(5, PATCH), timeout_s=5.0).model_version == 1
         client.close()

@@ -1,21 +1,17 @@
 """The committed Triton configs of `inspector` agree with the exported graph and with each other."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import onnx
 import pytest
-from google.protobuf import json_format, text_format
+from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from tests.tiny_inspector import publish_tiny_version, tiny_inspector_onnx
-from vialguard.errors import ModelVersionError
+from tests.tiny_inspector import tiny_inspector_onnx
 from vialguard.inspector_io import INPUT_PATCHES, MAX_BATCH, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE, PLAN_FILENAME
-from vialguard.model_repository import version_dir
 from vialguard.triton_backend import triton_backend_files
-from vialguard_stack.rollout import check_version_complete, config_from_file, pinned_config
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / MODEL_NAME
 CONFIG_NAMES = ("cpu", "gpu")
@@ -86,28 +82,6 @@ def test_config_matches_the_exported_graph(name: str) -> None:
         assert onnx_io[tensor.name][0] == -1  # the batch dimension is free
         assert len(onnx_io[tensor.name][1:]) == len(per_patch)
         assert all(c in (-1, o) for c, o in zip(per_patch, onnx_io[tensor.name][1:]))
-
-
-def test_rollout_pins_one_version_and_its_patch_side() -> None:
-    base = config_from_file(MODEL_DIR.parent, "cpu")
-    pinned = pinned_config(base, version=7, patch_size=128)
-    assert pinned["version_policy"] == {"specific": {"versions": [7]}}
-    assert [t["dims"] for t in pinned["input"]] == [[128, 128, 1]]
-    assert "latest" in base["version_policy"]  # the base is left as it was
-    # what Triton receives parses back into a valid ModelConfig
-    parsed = json_format.Parse(json.dumps(pinned), Config())
-    assert list(parsed.version_policy.specific.versions) == [7]
-
-
-def test_rollout_refuses_an_incomplete_version(tmp_path: Path) -> None:
-    version = publish_tiny_version(tmp_path, 32, gain=1.0, threshold=0.2)
-    cpu, gpu = config_from_file(MODEL_DIR.parent, "cpu"), config_from_file(MODEL_DIR.parent, "gpu")
-    assert check_version_complete(tmp_path, version, cpu) == 32
-    with pytest.raises(ModelVersionError, match="model.plan.*build_trt_plan.sh"):
-        check_version_complete(tmp_path, version, gpu)
-    (version_dir(tmp_path, version) / "model.py").unlink()
-    with pytest.raises(ModelVersionError, match=r"missing \['model.py'\]"):
-        check_version_complete(tmp_path, version, cpu)
 
 
 def test_the_backend_adapter_is_self_contained_python() -> None:
