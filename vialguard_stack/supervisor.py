@@ -1,16 +1,18 @@
 """Child processes of the one-machine stack: start, wait until ready, stop without orphans.
 
 Each child runs in its own session (process group), so stopping it signals
-everything it started too (tritonserver's Python backend stubs, for one), and
-asks the kernel to SIGTERM it if the supervisor itself dies (PR_SET_PDEATHSIG),
-so even a `kill -9` of the demo leaves nothing behind. Output goes to one log file
+everything it started too (tritonserver's Python backend stubs, for one), and is
+started through util-linux `setpriv --pdeathsig TERM` where that exists, so the
+kernel SIGTERMs it if the supervisor itself dies: even a `kill -9` of the demo
+leaves nothing behind. Not a `preexec_fn`: that forces a plain fork(), whose
+atfork handlers abort in a process that has used gRPC (the demo has, by then). Output goes to one log file
 per child under the run directory; when a child never becomes ready, or dies, the
 error quotes the end of its log, which is where the reason is.
 """
 from __future__ import annotations
 
-import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +27,6 @@ from types import FrameType, TracebackType
 from vialguard.errors import VialguardError
 from vialguard_stack.probes import Probe
 
-PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
 
 
@@ -44,12 +45,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGTERM it when the supervisor dies."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not glibc Linux: process groups still cover the normal paths
-        pass
+def _die_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` wrapped so the kernel SIGTERMs it when the supervisor dies (when setpriv exists)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # process groups still cover every normal way out
+        return list(argv)
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 @dataclass
@@ -90,13 +91,15 @@ class Supervisor:
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
               cwd: Path | None = None) -> Child:
         """Start `argv` with `env` added to this process's environment; output to <run_dir>/<name>.log."""
+        if shutil.which(argv[0]) is None:
+            raise ServiceExited(f"{name} could not be started: {argv[0]} is not an executable program")
         log_path = self.run_dir / f"{name}.log"
         full_env = {**os.environ, **(env or {})}
         with open(log_path, "ab") as log:
             try:
                 process = subprocess.Popen(
-                    list(argv), env=full_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+                    _die_with_parent(argv), env=full_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True,
                 )
             except OSError as exc:
                 raise ServiceExited(f"{name} could not be started ({argv[0]}): {exc}") from exc

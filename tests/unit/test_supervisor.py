@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,34 @@ def test_sigterm_to_the_supervisor_stops_its_children(tmp_path: Path) -> None:
             outer.kill()
     assert "interrupted" in out and outer.returncode == 0
     assert not _alive(child_pid)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux setpriv is not installed")
+def test_children_die_with_a_supervisor_killed_without_warning(tmp_path: Path) -> None:
+    """kill -9 of the demo runs no cleanup code; the kernel's parent-death signal still ends the children."""
+    pid_file = tmp_path / "child.pid"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from vialguard_stack.supervisor import Supervisor
+        sup = Supervisor(Path({str(tmp_path / 'run')!r}))
+        c = sup.start("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"])
+        Path({str(pid_file)!r}).write_text(str(c.pid))
+        time.sleep(120)
+    """)
+    outer = subprocess.Popen([PY, "-c", script], cwd=Path(__file__).resolve().parents[2])
+    try:
+        child_pid = int(_wait_for_file(pid_file))
+        assert _alive(child_pid)
+        outer.kill()
+        outer.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _alive(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child_pid), "the child outlived its supervisor"
+    finally:
+        if outer.poll() is None:
+            outer.kill()
 
 
 def test_free_port_can_be_bound() -> None:
