@@ -94,16 +94,23 @@ def acquisition_id(product_id: str, run_index: int) -> str:
     return f"{product_id}-R{run_index:02d}"
 
 
-def _write_png(path: Path, image: np.ndarray, noisy: bool) -> None:
-    # Sensor noise defeats deflate's string matching: Huffman-only coding is both smaller
-    # and faster for frames; masks are mostly zeros and want ordinary deflate.
+def encode_png(image: np.ndarray, noisy: bool) -> bytes:
+    """Lossless PNG bytes of an 8-bit image.
+
+    Sensor noise defeats deflate's string matching: Huffman-only coding is both
+    smaller and faster for camera frames; masks are mostly zeros and want deflate.
+    """
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
     if noisy:
         params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
     ok, data = cv2.imencode(".png", image, params)
     if not ok:
-        raise DatasetError(f"could not encode {path.name} as PNG")
-    path.write_bytes(data.tobytes())
+        raise DatasetError(f"could not encode a {image.shape} {image.dtype} image as PNG")
+    return data.tobytes()
+
+
+def _write_png(path: Path, image: np.ndarray, noisy: bool) -> None:
+    path.write_bytes(encode_png(image, noisy))
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

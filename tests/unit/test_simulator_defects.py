@@ -88,7 +88,10 @@ def test_light_outline_defects_move_the_outline_less_than_product_spread(kind: s
     spec = place_defect(kind, 2, region, 0.1, SHAPE, RECIPE, np.random.default_rng(0))
     profile = SHAPE.vials[2]
     edited, _ = edit_outline(profile, spec)
-    moved = max(np.abs(edited.half_left - profile.half_left).max(), np.abs(edited.half_right - profile.half_right).max())
+    moved = max(
+        np.abs(edited.half_left + edited.flash_left - profile.half_left - profile.flash_left).max(),
+        np.abs(edited.half_right + edited.flash_right - profile.half_right - profile.flash_right).max(),
+    )
     assert 0 < moved <= BODY_WIDTH_SPREAD * profile.layout.body_half_width
 
 

@@ -2,17 +2,21 @@
 
     python -m vialguard.simulator.cli kit --out DIR --good 4 --defective 4 --runs 10 --seed 7
     python -m vialguard.simulator.cli train-set --out DIR --products 20 --runs 10 --seed 7
+    python -m vialguard.simulator.cli bench --acquisitions 5
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
 
 from vialguard.errors import VialguardError
 from vialguard.recipe import load_recipe
-from vialguard.simulator.kit import make_kit, make_train_set, write_dataset
+from vialguard.dataset import encode_png
+from vialguard.simulator.kit import make_kit, make_train_set, plan_products, run_conditions, write_dataset
+from vialguard.simulator.render import StripRenderer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,11 +38,43 @@ def _parser() -> argparse.ArgumentParser:
     kit.add_argument("--severity-max", type=float, default=1.0, help="heaviest defect severity in [0, 1]")
     train = sub.add_parser("train-set", parents=[common], help="good products only, for training")
     train.add_argument("--products", type=int, required=True, help="number of good products")
+    bench = sub.add_parser("bench", help="time rendering and PNG encoding; nothing is written")
+    bench.add_argument("--acquisitions", type=int, default=5, help="acquisitions to render (default 5)")
+    bench.add_argument("--seed", type=int, default=0, help="random seed")
+    bench.add_argument("--recipe", default="bfs5-10ml", help="recipe id or YAML path (default bfs5-10ml)")
     return parser
+
+
+def _bench(recipe_name: str, n: int, seed: int) -> None:
+    """Median render time per frame and per acquisition, and PNG bytes per acquisition."""
+    recipe = load_recipe(recipe_name)
+    plans = plan_products(recipe, 0, 1, seed)
+    renderer = StripRenderer(recipe)
+    started = time.perf_counter()
+    layers = renderer.product_layers(plans[0].shape, list(plans[0].defects))
+    layers_ms = (time.perf_counter() - started) * 1e3
+    render_s, encode_s, sizes = [], [], []
+    for i in range(max(n, 1)):
+        run = run_conditions(plans[0], 0, i, seed)
+        t0 = time.perf_counter()
+        acq = renderer.render_acquisition(plans[0].shape, layers, run)
+        t1 = time.perf_counter()
+        sizes.append(sum(len(encode_png(f, noisy=True)) for f in acq.frames))
+        encode_s.append(time.perf_counter() - t1)
+        render_s.append(t1 - t0)
+    frames = recipe.frames_per_acquisition
+    print(f"product layers (once per product): {layers_ms:.0f} ms")
+    print(f"render: {1e3 * statistics.median(render_s) / frames:.1f} ms/frame, "
+          f"{1e3 * statistics.median(render_s):.0f} ms/acquisition of {frames} frames (median of {len(render_s)})")
+    print(f"PNG encode: {1e3 * statistics.median(encode_s):.0f} ms/acquisition, "
+          f"{statistics.median(sizes) / 2**20:.1f} MiB/acquisition on disk (plus masks of a few KB)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        _bench(args.recipe, args.acquisitions, args.seed)
+        return 0
     started = time.perf_counter()
     try:
         recipe = load_recipe(args.recipe)

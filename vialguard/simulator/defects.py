@@ -108,7 +108,7 @@ def _black_spot(spec: DefectSpec, rng: np.random.Generator) -> DefectEffect:
 
 def _scratch(spec: DefectSpec, rng: np.random.Generator) -> DefectEffect:
     s = spec.severity
-    length, width, c = 10 + 70 * s, 0.7 + 1.3 * s, 0.06 + 0.34 * s
+    length, width, c = 10 + 70 * s, 0.7 + 1.3 * s, 0.08 + 0.32 * s
     theta = rng.uniform(0, math.pi)
     ux, uy = math.cos(theta), math.sin(theta)
     y0, x0, dx, dy = _grid(int(length / 2) + 4, spec.x, spec.y)
@@ -152,42 +152,45 @@ _SURFACE = {
 }
 
 
-def _outline_delta(spec: DefectSpec, n_rows: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """(side, per-row change of half-width, per-row change of wall) of an outline defect."""
+def _outline_delta(spec: DefectSpec, n_rows: int) -> tuple[int, np.ndarray]:
+    """(side, per-row change of the outline) of an outline defect: a dent (< 0) or a bump (> 0)."""
     s = spec.severity
     y = np.arange(n_rows, dtype=np.float32) + 0.5
     side = 1 if spec.seed % 2 else -1
     if spec.kind == "deformation":
         amp, span = 0.4 + 8.6 * s, 12 + 50 * s
-        delta = -amp * np.exp(-(((y - spec.y) / (span / 2.5)) ** 2))  # a dent: the wall moves in
-        return side, delta, np.zeros_like(delta)
+        return side, -amp * np.exp(-(((y - spec.y) / (span / 2.5)) ** 2))  # the wall moves in
     amp, span = 0.5 + 6.5 * s, 4 + 12 * s
-    delta = amp * np.exp(-(((y - spec.y) / (span / 2)) ** 4))  # extra plastic: flash on the outline
-    return side, delta, delta.copy()
+    return side, amp * np.exp(-(((y - spec.y) / (span / 2)) ** 4))  # solid plastic flash on the outline
 
 
 def edit_outline(profile: VialProfile, spec: DefectSpec) -> tuple[VialProfile, DefectEffect]:
     """Apply an outline defect to a copy of the vial profile; mask = the band the outline swept."""
-    side, delta, dwall = _outline_delta(spec, len(profile.half_left))
+    side, delta = _outline_delta(spec, len(profile.half_left))
     edited = profile.copy()
-    half = edited.half_right if side > 0 else edited.half_left
-    wall = edited.wall_right if side > 0 else edited.wall_left
-    before = half.copy()
-    half += delta * (profile.kind != ROW_NONE)
-    wall += dwall * (profile.kind != ROW_NONE)
-    rows = np.nonzero(np.abs(half - before) > 0.25)[0]
+    on_vial = profile.kind != ROW_NONE
+    if spec.kind == "deformation":
+        (edited.half_right if side > 0 else edited.half_left)[:] += delta * on_vial
+    else:
+        (edited.flash_right if side > 0 else edited.flash_left)[:] += np.maximum(delta, 0) * on_vial
+
+    def outline(p: VialProfile) -> np.ndarray:
+        return p.half_right + p.flash_right if side > 0 else p.half_left + p.flash_left
+
+    before, after = outline(profile), outline(edited)
+    rows = np.nonzero(np.abs(after - before) > 0.25)[0]
     if rows.size == 0:
         rows = np.array([int(spec.y)])
     rim = 4
-    lo_h = int(math.floor(min(before[rows].min(), half[rows].min()))) - rim
-    hi_h = int(math.ceil(max(before[rows].max(), half[rows].max()))) + rim
+    lo_h = int(math.floor(min(before[rows].min(), after[rows].min()))) - rim
+    hi_h = int(math.ceil(max(before[rows].max(), after[rows].max()))) + rim
     y0, y1 = int(rows.min()) - 1, int(rows.max()) + 2
     cx = profile.layout.cx
     xa, xb = (int(cx) + lo_h, int(cx) + hi_h + 1) if side > 0 else (int(cx) - hi_h - 1, int(cx) - lo_h)
     mask = np.zeros((y1 - y0, xb - xa), bool)
     xs = np.arange(xa, xb) + 0.5 - cx
     for i, row in enumerate(range(y0, y1)):
-        a, b = sorted((float(before[row]), float(half[row])))
+        a, b = sorted((float(before[row]), float(after[row])))
         if b - a > 0.25:
             mask[i] = (np.abs(xs) >= a - rim) & (np.abs(xs) <= b + rim) & (np.sign(xs) == side)
     return edited, DefectEffect(y0, xa, None, mask)

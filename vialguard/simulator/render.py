@@ -98,16 +98,18 @@ class StripRenderer:
         cols = slice(lay.x0, lay.x0 + lay.width)
         d = self._xs[cols][None, :] - np.float32(lay.cx)
         radius = np.where(d < 0, prof.half_left[:, None], prof.half_right[:, None])
-        wall = np.where(d < 0, prof.wall_left[:, None], prof.wall_right[:, None])
-        kind = prof.kind[:, None]
+        flash = np.where(d < 0, prof.flash_left[:, None], prof.flash_right[:, None])
+        wall, kind = prof.wall[:, None], prof.kind[:, None]
         ad = np.abs(d)
-        inside = radius - ad
+        inside = radius + flash - ad  # distance to the outline, flash included
         outer = np.sqrt(np.maximum(radius**2 - d**2, 0))
         r_in = radius - wall
         inner = np.sqrt(np.maximum(r_in**2 - d**2, 0))
         path = np.where(kind == ROW_TUBE, 2 * (outer - inner), 0).astype(np.float32)
         path += np.where(kind == ROW_SOLID, 1.2 * outer, 0)
         path += np.where(kind == ROW_PLATE, PLATE_PATH_PX, 0)
+        beyond = ad - radius  # a bump of solid flash: the chord through a half-disc on the outline
+        path = np.where(beyond > 0, 2 * np.sqrt(np.maximum(flash**2 - beyond**2, 0)), path)
         flag_rows = np.nonzero(prof.kind == ROW_PLATE)[0]
         if flag_rows.size:
             rows = slice(int(flag_rows[0]), int(flag_rows[-1]) + 1)

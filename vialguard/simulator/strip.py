@@ -84,24 +84,29 @@ ROW_NONE, ROW_PLATE, ROW_SOLID, ROW_TUBE = 0, 1, 2, 3
 
 @dataclass
 class VialProfile:
-    """Per-row outline of one vial: half-widths left/right of the axis, wall, row kind."""
+    """Per-row outline of one vial: half-widths left/right of the axis, wall, row kind.
+
+    ``flash_left``/``flash_right`` are solid plastic bulging out of the outline (a bump
+    on the neck or cap); zero on a good vial.
+    """
 
     layout: VialLayout
     half_left: np.ndarray  # float32 [frame_height]
     half_right: np.ndarray  # float32 [frame_height]
-    wall_left: np.ndarray  # float32 [frame_height], wall thickness in px
-    wall_right: np.ndarray  # float32 [frame_height]
+    wall: np.ndarray  # float32 [frame_height], wall thickness in px
     kind: np.ndarray  # uint8 [frame_height], ROW_*
     fill_level: float  # resting meniscus row
+    flash_left: np.ndarray  # float32 [frame_height]
+    flash_right: np.ndarray  # float32 [frame_height]
 
     def copy(self) -> "VialProfile":
         return VialProfile(
-            self.layout, self.half_left.copy(), self.half_right.copy(), self.wall_left.copy(),
-            self.wall_right.copy(), self.kind.copy(), self.fill_level,
+            self.layout, self.half_left.copy(), self.half_right.copy(), self.wall.copy(), self.kind.copy(),
+            self.fill_level, self.flash_left.copy(), self.flash_right.copy(),
         )
 
     def inner_radius(self, row: int) -> float:
-        return float(min(self.half_left[row] - self.wall_left[row], self.half_right[row] - self.wall_right[row]))
+        return float(min(self.half_left[row], self.half_right[row]) - self.wall[row])
 
 
 @dataclass
@@ -155,7 +160,8 @@ def _vial_profile(recipe: Recipe, layout: VialLayout, rng: np.random.Generator) 
     wall[bottom], kind[bottom] = 3.5 + 4.0 * t, ROW_TUBE
     kind[half < 1.0] = ROW_NONE
     fill = rng.uniform(layout.meniscus_lo, layout.meniscus_hi)
-    return VialProfile(layout, half.copy(), half.copy(), wall.copy(), wall.copy(), kind, float(fill))
+    flash = np.zeros(h, np.float32)
+    return VialProfile(layout, half.copy(), half.copy(), wall, kind, float(fill), flash, flash.copy())
 
 
 def draw_product(recipe: Recipe, product_id: str, rng: np.random.Generator) -> ProductShape:
