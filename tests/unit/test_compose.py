@@ -117,7 +117,7 @@ def test_triton_starts_only_after_the_plan_was_built_on_the_same_image(compose) 
     assert triton["depends_on"]["plan-builder"]["condition"] == "service_completed_successfully"
     assert builder["image"] == triton["image"], "a plan only runs under the TensorRT that built it"
     assert "./model_repository:/models" in builder["volumes"]  # read-write for the plan
-    assert any("build_trt_plan.sh" in part for part in builder["entrypoint"] + builder.get("command", []))
+    assert REPO / "scripts" / "build_trt_plan.sh" in _mounted_paths_in_command(builder)
     _assert_one_gpu(builder)
 
 
@@ -173,6 +173,8 @@ def test_every_path_compose_references_exists(compose) -> None:
             source = mount.split(":")[0]
             if source.startswith((".", "/")) and source != "./data":  # ./data: the user's images
                 assert (REPO / source).exists(), f"{name}: bind mount source {source} missing"
+        for host_path in _mounted_paths_in_command(service):
+            assert host_path.exists(), f"{name} runs {host_path.relative_to(REPO)}, which does not exist"
         for env_file in service.get("env_file", []):
             assert (REPO / env_file).is_file(), f"{name}: env_file {env_file} missing"
     assert ENV_EXAMPLE.is_file()
@@ -190,6 +192,18 @@ def test_docker_compose_config_accepts_the_file() -> None:
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _mounted_paths_in_command(service: dict) -> list:
+    """Host files behind container paths that a service's entrypoint/command names via a bind mount."""
+    mounts = [m.split(":")[:2] for m in service.get("volumes", []) if m.startswith(".")]
+    words = [*service.get("entrypoint", []), *service.get("command", [])]
+    found = []
+    for word in (w for w in words if isinstance(w, str) and w.startswith("/")):
+        for source, target in mounts:
+            if word.startswith(target.rstrip("/") + "/"):
+                found.append(REPO / source / word[len(target.rstrip("/")) + 1:])
+    return found
 
 
 def _assert_one_gpu(service: dict) -> None:

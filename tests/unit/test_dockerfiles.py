@@ -2,8 +2,11 @@
 declare a health check, pin their bases, and service images carry no TensorFlow."""
 from __future__ import annotations
 
+import ast
 import fnmatch
+import importlib.metadata
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,66 @@ def test_dockerignore_keeps_environments_data_and_secrets_out_of_images() -> Non
     ignored = _dockerignore()
     for must in (".git", ".venv", ".env", "data", "model_repository"):
         assert must in ignored
+
+
+def _imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _module_file(name: str) -> Path | None:
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _closure(entry: str) -> tuple[set[Path], set[str]]:
+    """Repository files reachable by imports from package `entry`, and the third-party modules they need."""
+    files: set[Path] = set()
+    third_party: set[str] = set()
+    todo = [p for p in (REPO / entry).rglob("*.py")]
+    while todo:
+        path = todo.pop()
+        if path in files:
+            continue
+        files.add(path)
+        for name in _imports_of(path):
+            local = _module_file(name)
+            if local is not None:
+                todo.append(local)
+                parent = name.rsplit(".", 1)[0]
+                while parent and _module_file(parent) is not None and parent != name:  # package __init__s
+                    todo.append(_module_file(parent))
+                    parent = parent.rsplit(".", 1)[0] if "." in parent else ""
+            elif (REPO / name.split(".")[0]).is_dir() or (REPO / f"{name.split('.')[0]}.py").is_file():
+                continue  # `from pkg import name` of a name defined inside pkg
+            else:
+                third_party.add(name.split(".")[0])
+    return files, third_party
+
+
+@pytest.mark.parametrize("service", SERVICE_REQUIREMENTS)
+def test_service_images_hold_every_module_the_service_imports(service: str) -> None:
+    """What `python -m <service>` imports is copied into its image or installed by its requirements."""
+    files, third_party = _closure(service)
+    dockerfile = REPO / service / "Dockerfile"
+    copied = [REPO / s.rstrip("/") for i in dockerfile_instructions(dockerfile) if i.keyword == "COPY"
+              for s in copy_sources(i)]
+    for path in files:
+        assert any(path == c or c in path.parents for c in copied), (
+            f"{service} imports {path.relative_to(REPO)}, which {dockerfile.relative_to(REPO)} does not copy"
+        )
+    installed = set(_pins(REPO / "requirements" / f"{service}.txt"))
+    providers = importlib.metadata.packages_distributions()
+    for module in sorted(third_party - set(sys.stdlib_module_names) - {"__future__"}):
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [])}
+        assert dists & installed, f"{service} imports '{module}' ({dists or 'unknown'}) not in {service}.txt"
