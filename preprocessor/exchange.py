@@ -46,6 +46,10 @@ class VerdictTimeout(Exception):
     """The verdict did not come back before the deadline."""
 
 
+class ClaimLost(Exception):
+    """The call this one was waiting on gave up before queuing the scores."""
+
+
 @dataclass(frozen=True)
 class Claim:
     stored_verdict: bytes | None  # the verdict already decided: replay it
@@ -95,24 +99,39 @@ def enqueue(client: redis.Redis, message: ScoresMessage) -> bytes:
     return entry_id
 
 
-def wait_for_verdict(client: redis.Redis, acquisition_id: str, deadline: Deadline) -> bytes:
+def _stored_or_lost(client: redis.Redis, acquisition_id: str, watch_claim: bool) -> bytes | None:
+    if not watch_claim:
+        return client.get(verdict_key(acquisition_id))
+    pipe = client.pipeline(transaction=False)
+    pipe.get(verdict_key(acquisition_id))
+    pipe.exists(inflight_key(acquisition_id))
+    found, claimed = pipe.execute()
+    if not found and not claimed:
+        raise ClaimLost(acquisition_id)
+    return found
+
+
+def wait_for_verdict(client: redis.Redis, acquisition_id: str, deadline: Deadline, watch_claim: bool = False) -> bytes:
     """The verdict JSON, from the reply list or the stored verdict; VerdictTimeout at the deadline.
+
+    ``watch_claim``: this call waits on another call's inspection; ClaimLost
+    when that call released its claim without queuing (it failed).
 
     A push wakes BLPOP at once, but Redis ends a blocking timeout only on its
     next cron tick (up to 1/hz = 100 ms late), so the last stretch before the
     deadline is polled instead: the caller gets our answer before its own
     deadline fires.
     """
-    reply, stored = reply_key(acquisition_id), verdict_key(acquisition_id)
+    reply = reply_key(acquisition_id)
     while True:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise VerdictTimeout(acquisition_id)
         if remaining > REDIS_TIMEOUT_SLACK_S + 0.001:
             popped = client.blpop([reply], timeout=min(remaining - REDIS_TIMEOUT_SLACK_S, WAIT_SLICE_S))
-            found = popped[1] if popped else client.get(stored)
+            found = popped[1] if popped else _stored_or_lost(client, acquisition_id, watch_claim)
         else:
-            found = client.lpop(reply) or client.get(stored)
+            found = client.lpop(reply) or _stored_or_lost(client, acquisition_id, watch_claim)
             if not found:
                 time.sleep(min(POLL_INTERVAL_S, deadline.remaining()))
         if found:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -55,6 +55,19 @@ def _parse_verdict(raw: bytes) -> VerdictMessage:
                       f"the verdict stored by the aggregator cannot be read ({exc}); check the aggregator's version") from exc
 
 
+def _once(action: Callable[[], object]) -> Callable[[], None]:
+    """``action`` wrapped so that only its first call runs, from whichever thread calls first."""
+    lock, done = threading.Lock(), [False]
+
+    def run() -> None:
+        with lock:
+            if done[0]:
+                return
+            done[0] = True
+        action()
+    return run
+
+
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
@@ -75,6 +88,9 @@ class InspectionService(pb_grpc.InspectionServicer):
         self._stopping = stopping
         self._labels = acquisition_labels(recipe)
         self._heatmaps = HeatmapStore(client, config.heatmap_ttl_s, config.heatmap_max_acquisitions)
+        # Each stream holds a worker thread: screens may take half of them, never the camera's share.
+        self._max_watchers = max(1, config.workers // 2)
+        self._watch_slots = threading.BoundedSemaphore(self._max_watchers)
 
     # ---------------------------------------------------------------- Inspect
     def Inspect(self, request: pb.Acquisition, context: grpc.ServicerContext) -> pb.Verdict:
@@ -109,7 +125,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         if claim.stored_verdict is not None:
             return self._answer(claim.stored_verdict, {}, started, replayed=True)
         if not claim.claimed:  # the same acquisition is in flight in another call: share its verdict
-            raw = self._await_verdict(acquisition_id, deadline)
+            raw = self._await_verdict(acquisition_id, deadline, watch_claim=True)
             return self._answer(raw, {}, started, replayed=True)
         try:
             local_ms, result = self._score_and_queue(acq, deadline, started)
@@ -163,10 +179,14 @@ class InspectionService(pb_grpc.InspectionServicer):
                           f"the inference server (Triton at {self._config.triton_url}, model "
                           f"'{self._config.model_name}') did not answer: {exc}; nothing was queued, retry") from exc
 
-    def _await_verdict(self, acquisition_id: str, deadline: Deadline) -> bytes:
+    def _await_verdict(self, acquisition_id: str, deadline: Deadline, watch_claim: bool = False) -> bytes:
         try:
-            return self._redis_call("waiting for the verdict", True,
-                                    lambda: exchange.wait_for_verdict(self._redis, acquisition_id, deadline))
+            return self._redis_call("waiting for the verdict", True, lambda: exchange.wait_for_verdict(
+                self._redis, acquisition_id, deadline, watch_claim))
+        except exchange.ClaimLost as exc:
+            raise Failure(grpc.StatusCode.UNAVAILABLE,
+                          f"an earlier call with acquisition_id '{acquisition_id}' failed before its scores were "
+                          f"queued, and this call was waiting on it; nothing was queued, retry") from exc
         except exchange.VerdictTimeout as exc:
             raise Failure(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -205,6 +225,19 @@ class InspectionService(pb_grpc.InspectionServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"after_id {request.after_id!r} is not a stream id like '1700000000000-0'; "
                           "pass the stream_id of the last verdict received, or leave it empty")
+        if not self._watch_slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"this preprocessor already serves {self._max_watchers} WatchVerdicts streams, its limit "
+                          f"(half its {self._config.workers} workers, the rest are kept for the camera); close "
+                          f"unused screens or raise PREPROCESSOR_WORKERS")
+        release = _once(self._watch_slots.release)
+        context.add_callback(release)  # at cancellation, not when the blocked read next returns
+        try:
+            yield from self._watch(request, context)
+        finally:
+            release()
+
+    def _watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.Verdict]:
         last = request.after_id
         try:
             last = last or watch.newest_id(self._redis)

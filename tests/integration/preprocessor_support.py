@@ -28,7 +28,7 @@ from preprocessor.server import RunningServer, start_server
 from tests.integration.redis_server import RedisServer
 from vialguard.inference import InferenceResult, InferenceUnavailable
 from vialguard.messages import SCORES_STREAM, PatchVerdict, RunPolicyState, ScoresMessage, VerdictMessage
-from vialguard.recipe import Recipe, load_recipe
+from vialguard.recipe import load_recipe
 from vialguard.v1 import inspection_pb2_grpc as pb_grpc
 
 RECIPE = load_recipe()            # the shipped bfs5-10ml: real 1280x1024 frames
@@ -44,6 +44,7 @@ class RecordingInspector:
         self.calls = 0
         self.last_patches: np.ndarray | None = None
         self.fail_with = ""     # set: infer raises InferenceUnavailable with this message
+        self.delay_s = 0.0      # set: infer takes this long (then answers or fails)
         self.ready = True
 
     def patch_size(self) -> int:
@@ -53,6 +54,7 @@ class RecordingInspector:
         return self.ready
 
     def infer(self, patches: np.ndarray, timeout_s: float) -> InferenceResult:
+        time.sleep(self.delay_s)
         if self.fail_with:
             raise InferenceUnavailable(self.fail_with)
         self.calls += 1

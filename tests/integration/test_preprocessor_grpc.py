@@ -41,7 +41,7 @@ INSPECTED = select_inspected(FRAMES, RECIPE)
 @pytest.fixture(autouse=True)
 def clean_state(stack: Stack) -> None:
     stack.redis.flushall()
-    stack.inspector.calls, stack.inspector.fail_with, stack.inspector.ready = 0, "", True
+    stack.inspector.calls, stack.inspector.fail_with, stack.inspector.ready, stack.inspector.delay_s = 0, "", True, 0.0
 
 
 def acquisition(acquisition_id: str, full: bool = False, product_id: str = "P-1") -> pb.Acquisition:
@@ -118,6 +118,17 @@ def test_retry_while_the_first_call_waits_shares_its_verdict(stack: Stack) -> No
     results = [first.result(), second.result()]
     assert sorted(r.replayed for r in results) == [False, True]
     assert stack.redis.xlen(SCORES_STREAM) == 1 and stack.inspector.calls == 1
+
+
+def test_retry_waiting_on_a_first_call_that_fails_is_told_to_retry(stack: Stack) -> None:
+    stack.inspector.delay_s, stack.inspector.fail_with = 0.8, "connection refused"
+    first = stack.stub.Inspect.future(acquisition("acq-doomed"), timeout=10)
+    time.sleep(0.3)  # the first call holds the claim and is inferring
+    second = rpc_error(stack.stub.Inspect, acquisition("acq-doomed"), timeout=10)
+    assert first.exception().code() == second.code() == grpc.StatusCode.UNAVAILABLE
+    assert "an earlier call with acquisition_id 'acq-doomed' failed" in second.details()
+    stack.inspector.delay_s, stack.inspector.fail_with = 0.0, ""
+    assert not inspect(stack, acquisition("acq-doomed")).replayed  # the claim was released: inspected afresh
 
 
 @pytest.mark.parametrize(
@@ -231,6 +242,29 @@ def test_watch_verdicts_streams_new_verdicts_and_resumes_after_an_id(stack: Stac
     resumed = stack.stub.WatchVerdicts(pb.WatchRequest(after_id=start_id), timeout=10)
     assert [next(resumed).acquisition_id, next(resumed).acquisition_id] == ["acq-other", "acq-watched"]
     resumed.cancel()
+
+
+def test_watch_streams_are_limited_so_the_camera_keeps_its_workers(stack: Stack) -> None:
+    limit = stack.config.workers // 2
+    watchers = [stack.stub.WatchVerdicts(pb.WatchRequest(), timeout=20) for _ in range(limit)]
+    try:
+        for watcher in watchers:
+            assert START_ID_METADATA in dict(watcher.initial_metadata())  # each one is being served
+        error = rpc_error(lambda: next(stack.stub.WatchVerdicts(pb.WatchRequest(), timeout=5)))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and f"{limit} WatchVerdicts" in error.details()
+        assert inspect(stack, acquisition("acq-while-watched")).decision == pb.ACCEPT
+        watchers.pop().cancel()
+        deadline = time.monotonic() + 5
+        while True:  # the freed slot is reusable once the stream noticed its cancellation
+            again = stack.stub.WatchVerdicts(pb.WatchRequest(), timeout=20)
+            if START_ID_METADATA in dict(again.initial_metadata()):  # served, not refused
+                break
+            assert time.monotonic() < deadline, "a cancelled stream never gave its slot back"
+            time.sleep(0.1)
+        watchers.append(again)
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
 
 
 def test_watch_verdicts_refuses_a_malformed_resume_id(stack: Stack) -> None:
