@@ -3,8 +3,9 @@
 A kit is N good and M defective products, each acquired ``runs`` times. A product
 keeps its shape and its defects in every run; pose, light, noise, bubbles, drops
 and slosh change. Every random draw comes from a stream keyed by (seed, purpose,
-product, what), so one product's images do not depend on how many others the kit
-has, and a training set never repeats a kit's products for the same seed.
+product number, what): a product's shape and runs depend on nothing else (which
+numbers are defective depends on the kit's counts), and a training set never
+repeats a kit's products for the same seed.
 """
 from __future__ import annotations
 
