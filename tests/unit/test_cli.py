@@ -86,3 +86,24 @@ def test_ingest_command_writes_a_training_and_a_kit_patch_set(tmp_path, capsys):
     assert kit.count(None) == 3 * 60 and kit.frames == "inspected"
     saved = json.loads((tmp_path / "kit" / "index.json").read_text())
     assert saved["patch_size"] == 16 and saved["splits"]["validation"]["patches"] == 0
+
+
+def test_simulate_then_ingest_end_to_end_with_three_independent_sets(tmp_path, capsys):
+    from vialguard.dataset import iter_acquisitions, read_header
+
+    work = tmp_path / "run"
+    sizes = ["--train-products", "2", "--train-runs", "1", "--calibration-good", "1", "--calibration-defective",
+             "1", "--test-good", "1", "--test-defective", "1", "--kit-runs", "1"]
+    assert main(["--log-level", "WARNING", "simulate", "--workdir", str(work), "--seed", "5", *sizes]) == 0
+    seeds = {name: read_header(work / "data" / name).seed for name in ("train", "calibration", "test")}
+    assert seeds == {"train": 5, "calibration": 6, "test": 7}
+    labels = [r.label for r in iter_acquisitions(work / "data" / "test")]
+    assert sorted(labels) == ["defective", "good"]
+    assert main(["ingest", "--dataset", str(work / "data" / "train"), "--out", str(work / "p" / "train")]) == 0
+    assert main(["ingest", "--dataset", str(work / "data" / "test"), "--out", str(work / "p" / "test"),
+                 "--frames", "inspected", "--val-fraction", "0"]) == 0
+    train, test = load_index(work / "p" / "train"), load_index(work / "p" / "test")
+    assert train.count(None) == 2 * 18 * 20 and train.patch_size == 64  # cpu profile
+    assert set(train.splits["train"].products).isdisjoint(train.splits["validation"].products)
+    assert test.count(None) == 2 * 60
+    assert sum(c["defective"] for c in test.splits["train"].counts.values()) > 0

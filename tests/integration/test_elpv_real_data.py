@@ -1,0 +1,48 @@
+"""Real-data check on elpv solar cells: train on good cells, calibrate, test on held-out cells.
+
+Slow (minutes of GAN training on a CPU) and needs ``pip install -r requirements/elpv.txt``.
+Run: ``.venv/bin/python -m pytest -m slow tests/integration/test_elpv_real_data.py -q``.
+The thresholds asserted are what any working anomaly detector clears on these
+images; the figures themselves are written to the report for reading.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("elpv_dataset") is None,
+                       reason="elpv-dataset is not installed: pip install -r requirements/elpv.txt"),
+]
+
+
+def test_splits_are_disjoint_and_defects_are_rated_two_thirds_or_more():
+    from trainer.elpv_check import ElpvSettings, load_elpv, split_cells
+
+    images, probs, _ = load_elpv()
+    assert images.shape[1:] == (300, 300) and images.dtype == np.uint8
+    split = split_cells(probs, ElpvSettings())
+    seen = np.concatenate(list(split.values()))
+    assert seen.size == np.unique(seen).size
+    assert (probs[np.r_[split["train"], split["test_good"], split["calibration_good"]]] == 0).all()
+    assert (probs[np.r_[split["test_defect"], split["calibration_defect"]]] >= 0.66).all()
+
+
+def test_gan_trained_on_good_cells_separates_held_out_defects(tmp_path):
+    from trainer.cli import main
+
+    out = tmp_path / "elpv"
+    assert main(["elpv", "--out", str(out), "--epochs", "3", "--steps", "120"]) == 0
+    report = json.loads((out / "elpv_report.json").read_text())
+    test = report["test"]
+    assert test["n_good"] == 250 and test["n_defective"] > 500
+    assert test["auroc"] > 0.6, report
+    assert test["accuracy"] > max(test["n_good"], test["n_defective"]) / (test["n_good"] + test["n_defective"]) - 0.1
+    assert (out / "elpv_report.md").read_text().count("|") > 10
