@@ -155,6 +155,13 @@ def test_trainer_runs_only_in_the_train_profile_on_a_gpu(compose) -> None:
     _assert_one_gpu(services["trainer"])
 
 
+def test_the_trainer_command_is_one_the_trainer_cli_accepts(compose) -> None:
+    from trainer.cli import build_parser
+
+    args = build_parser().parse_args(compose["services"]["trainer"]["command"])
+    assert str(args.out) == "/models" and args.profile == "paper"
+
+
 def test_every_variable_compose_uses_is_documented_in_env_example() -> None:
     documented = read_env_file()
     for name, op in referenced_variables(COMPOSE_FILE.read_text(encoding="utf-8")).items():
