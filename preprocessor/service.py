@@ -151,6 +151,10 @@ class InspectionService(pb_grpc.InspectionServicer):
         except AcquisitionError as exc:
             raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         cut = time.perf_counter()
+        if deadline.expired():
+            raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          f"the deadline passed before inference could start (decoding and patching took "
+                          f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer deadline")
         result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
         inferred = time.perf_counter()
         if result.scores.shape != (len(self._labels),):
@@ -164,7 +168,7 @@ class InspectionService(pb_grpc.InspectionServicer):
             recipe_id=acq.recipe_id, model_name=result.model_name, model_version=int(result.model_version),
             patches=convert.patch_scores(self._labels, result.scores.tolist()),
             timings_ms=dict(local_ms),
-            camera_timestamp_ns=int(acq.frames[0].camera_timestamp_ns) if acq.frames else 0,
+            camera_timestamp_ns=min((f.camera_timestamp_ns for f in acq.frames if f.camera_timestamp_ns), default=0),
             received_unix_ms=int(time.time() * 1000),  # enqueued at: the aggregator measures queue wait from it
         )
         # Queued even when the caller's deadline has passed: the work is done, and a retry replays it.

@@ -64,8 +64,12 @@ def rpc_error(call, *args, **kwargs) -> grpc.RpcError:  # type: ignore[no-untype
 
 
 def test_inspect_queues_the_scores_and_returns_the_aggregators_verdict(stack: Stack) -> None:
-    verdict = inspect(stack, acquisition("acq-1", full=True))
+    acq = acquisition("acq-1", full=True)
+    for frame in acq.frames:
+        frame.camera_timestamp_ns = 5_000_000 + 1_000 * frame.index
+    verdict = inspect(stack, acq)
     queued = wait_for_scores(stack.redis, "acq-1")
+    assert queued.camera_timestamp_ns == 5_000_000  # the acquisition's first frame
     labels = acquisition_labels(RECIPE)
     assert (queued.product_id, queued.run_index, queued.recipe_id) == ("P-1", 2, RECIPE.id)
     assert (queued.model_name, queued.model_version) == ("inspector", 7)
