@@ -89,6 +89,7 @@ class TritonServer:
     metrics_port: int
     log_path: Path
     repository: Path
+    shm_prefix: str = ""
     started_s: float = field(default=0.0)
 
     @property
@@ -125,6 +126,13 @@ class TritonServer:
         except ProcessLookupError:
             pass
         self.process.wait()
+        self._remove_shared_memory()
+
+    def _remove_shared_memory(self) -> None:
+        """A killed server leaves its Python-backend regions in /dev/shm; they are this server's alone."""
+        if self.shm_prefix:
+            for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+                region.unlink(missing_ok=True)
 
     def __enter__(self) -> "TritonServer":
         return self
@@ -156,6 +164,7 @@ def start_triton(
     inst = installation or TritonInstallation.find()
     repository = Path(repository).resolve()
     ports = [grpc_port or free_port(), http_port or free_port(), metrics_port or free_port()]
+    shm_prefix = f"vialguard-{uuid.uuid4().hex[:12]}-"
     if log_path is None:
         log_path = Path(tempfile.mkdtemp(prefix="vialguard-triton-")) / "tritonserver.log"
     command = [
@@ -166,7 +175,7 @@ def start_triton(
         f"--backend-directory={inst.backend_dir}",
         f"--cache-directory={inst.cache_dir}",
         f"--grpc-port={ports[0]}", f"--http-port={ports[1]}", f"--metrics-port={ports[2]}",
-        f"--backend-config=python,shm-region-prefix-name=vialguard-{uuid.uuid4().hex[:12]}",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         "--exit-timeout-secs=5",
         "--log-info=true",
     ]
@@ -177,7 +186,7 @@ def start_triton(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=inst.environment(),
                                    cwd=repository, start_new_session=True)
-    server = TritonServer(process, *ports, log_path=log_path, repository=repository)
+    server = TritonServer(process, *ports, log_path=log_path, repository=repository, shm_prefix=shm_prefix)
     probe = f"{server.http_url}/v2/models/{MODEL_NAME}/ready" if boot_load else f"{server.http_url}/v2/health/ready"
     try:
         _wait_ready(server, probe, ready_timeout_s)
