@@ -8,16 +8,15 @@ import numpy as np
 from vialguard.recipe import load_recipe
 from vialguard.simulator.defects import DefectSpec
 from vialguard.simulator.render import StripRenderer
-from vialguard.simulator.strip import (
+from vialguard.simulator.handling import (
     MAX_ANGLE_DEG,
     MAX_SHIFT_PX,
     FrameState,
-    ProductShape,
     RunConditions,
-    draw_product,
     draw_run,
     frame_state,
 )
+from vialguard.simulator.strip import ProductShape, draw_product
 
 RECIPE = load_recipe()
 RENDERER = StripRenderer(RECIPE)

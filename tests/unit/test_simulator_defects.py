@@ -12,7 +12,8 @@ from vialguard.simulator.defects import (
     is_outline_kind,
     place_defect,
 )
-from vialguard.simulator.strip import BODY_WIDTH_SPREAD, BUBBLE_CONTRAST, BUBBLE_RADIUS_PX, Blob, FrameState
+from vialguard.simulator.handling import BUBBLE_CONTRAST, BUBBLE_RADIUS_PX, Blob, FrameState
+from vialguard.simulator.strip import BODY_WIDTH_SPREAD
 
 from tests.unit.simulator_support import (
     RECIPE,

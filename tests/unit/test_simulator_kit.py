@@ -6,7 +6,7 @@ import pytest
 
 from vialguard.errors import SimulatorError
 from vialguard.simulator.kit import make_kit, make_train_set, plan_products, render_plans, run_conditions
-from vialguard.simulator.strip import pose_matrix
+from vialguard.simulator.handling import pose_matrix
 
 from tests.unit.simulator_support import RECIPE
 

@@ -8,7 +8,8 @@ from vialguard.recipe import Recipe, load_recipe, parse_recipe
 from vialguard.simulator.defects import DEFECT_REGIONS
 from vialguard.simulator.kit import make_kit
 from vialguard.simulator.render import StripRenderer
-from vialguard.simulator.strip import draw_product, draw_run, frame_state, vial_layout
+from vialguard.simulator.handling import draw_run, frame_state
+from vialguard.simulator.strip import draw_product, vial_layout
 
 
 def _other_recipe() -> Recipe:

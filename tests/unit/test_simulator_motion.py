@@ -7,7 +7,7 @@ import numpy as np
 
 from vialguard.patching import rank_images
 from vialguard.simulator.defects import place_defect
-from vialguard.simulator.strip import pose_matrix
+from vialguard.simulator.handling import pose_matrix
 
 from tests.unit.simulator_support import RECIPE, RENDERER, product, run_of
 

@@ -27,6 +27,10 @@ patching and decisions are wired correctly, and to compare models relative to
 each other — not to set or validate production thresholds, which must be
 calibrated on real product from the line.
 
-Entry points: :mod:`vialguard.simulator.kit` (``make_kit``, ``make_train_set``,
-``write_dataset``) and the command line ``python -m vialguard.simulator.cli``.
+Modules: ``strip`` (product shape from the recipe), ``handling`` (run pose, light,
+noise, bubbles, drops, slosh), ``defects`` (the defect library), ``render``
+(frames), ``kit`` (Knapp kits and training sets). Entry points:
+:mod:`vialguard.simulator.kit` (``make_kit``, ``make_train_set``, ``write_dataset``)
+and the command line ``python -m vialguard.simulator.cli`` (``kit``, ``train-set``,
+``bench``). Same seed, same bytes (on the same numpy/OpenCV build).
 """

@@ -18,7 +18,8 @@ import numpy as np
 
 from vialguard.errors import SimulatorError
 from vialguard.recipe import Recipe
-from vialguard.simulator.strip import ROW_NONE, ProductShape, VialProfile, max_pose_displacement
+from vialguard.simulator.handling import max_pose_displacement
+from vialguard.simulator.strip import ROW_NONE, ProductShape, VialProfile
 
 # Kind -> regions it can plausibly appear in (R0 flag, R1 neck/shoulder, R2 liquid body, R3 bottom).
 DEFECT_REGIONS: dict[str, tuple[int, ...]] = {

@@ -20,7 +20,8 @@ from vialguard.errors import SimulatorError
 from vialguard.recipe import Recipe, load_recipe
 from vialguard.simulator.defects import DEFECT_KINDS, DEFECT_REGIONS, DefectSpec, place_defect
 from vialguard.simulator.render import StripRenderer
-from vialguard.simulator.strip import ProductShape, RunConditions, draw_product, draw_run
+from vialguard.simulator.handling import RunConditions, draw_run
+from vialguard.simulator.strip import ProductShape, draw_product
 
 GENERATOR_NAME = "vialguard.simulator"
 GENERATOR_VERSION = 1

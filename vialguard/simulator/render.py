@@ -18,17 +18,8 @@ import numpy as np
 
 from vialguard.recipe import Recipe
 from vialguard.simulator.defects import DefectSpec, edit_outline, is_outline_kind, surface_effect
-from vialguard.simulator.strip import (
-    ROW_PLATE,
-    ROW_SOLID,
-    ROW_TUBE,
-    FrameState,
-    ProductShape,
-    RunConditions,
-    VialProfile,
-    frame_state,
-    pose_matrix,
-)
+from vialguard.simulator.handling import FrameState, RunConditions, frame_state, pose_matrix
+from vialguard.simulator.strip import ROW_PLATE, ROW_SOLID, ROW_TUBE, ProductShape, VialProfile
 
 MENISCUS_RISE_PX = 8.0
 MENISCUS_BAND_PX = 6.0
