@@ -7,6 +7,7 @@ camera's bytes and Redis is the real code.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -21,8 +22,8 @@ from preprocessor.encode import build_acquisition
 from preprocessor.heatmap_store import HeatmapStore
 from preprocessor.service import START_ID_METADATA
 from tests.integration.preprocessor_support import (  # noqa: F401 (fixtures)
-    MAX_MESSAGE_MB, RECIPE, Stack, answer_as_aggregator, close_stack, open_stack, random_frames, redis_server, stack,
-    wait_for_scores,
+    MAX_MESSAGE_MB, RECIPE, Stack, answer_as_aggregator, close_stack, make_config, open_stack, random_frames,
+    redis_server, stack, wait_for_scores,
 )
 from tests.integration.redis_server import REDIS_SERVER
 from vialguard.heatmap import to_png_gray
@@ -190,6 +191,17 @@ def test_deadline_is_honoured_and_the_late_verdict_is_replayed_on_retry(stack: S
     retry = stack.stub.Inspect(acquisition("acq-late"), timeout=5)
     assert retry.replayed and retry.decision == pb.REJECT
     assert stack.redis.xlen(SCORES_STREAM) == 1 and stack.inspector.calls == 1
+
+
+def test_a_call_without_deadline_gets_the_configured_one(stack: Stack) -> None:
+    own = open_stack(stack.redis_server, replace(make_config(stack.redis_server.url), deadline_ms=300))
+    try:
+        started = time.monotonic()
+        error = rpc_error(own.stub.Inspect, acquisition("acq-no-deadline"))  # no timeout, nobody answers
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert 0.25 < time.monotonic() - started < 1.0
+    finally:
+        close_stack(own)
 
 
 def _health(stack: Stack, service: str = "") -> int:

@@ -44,7 +44,7 @@ def test_a_limit_too_small_for_the_recipe_stops_the_start() -> None:
         check_message_limit(PreprocessorConfig(max_message_mb=too_small), recipe)
 
 
-@pytest.mark.parametrize(("caller_s", "expected_s"), [(None, 0.45), (0.2, 0.2), (60.0, 10.0)])
+@pytest.mark.parametrize(("caller_s", "expected_s"), [(None, 0.45), (3e9, 0.45), (0.2, 0.2), (60.0, 10.0)])
 def test_deadline_is_the_callers_or_the_default_capped_at_the_maximum(caller_s: float | None,
                                                                       expected_s: float) -> None:
     deadline = Deadline.from_caller(caller_s, default_s=0.45, max_s=10.0)
