@@ -175,6 +175,8 @@ class DatasetWriter:
         for i, (d, m) in enumerate(zip(fields.defects, masks)):
             if m.shape != expected[1:]:
                 raise DatasetError(f"acquisition {acq}: mask {i} is {m.shape}, frames are {expected[1:]}")
+            if not 0.0 <= d.severity <= 1.0:
+                raise DatasetError(f"acquisition {acq}: defect {i} severity must be in [0, 1], got {d.severity}")
             if not (0 <= d.vial < len(rec.vials) and 0 <= d.region < len(rec.regions)):
                 raise DatasetError(f"acquisition {acq}: defect {i} names vial {d.vial} region {d.region}, "
                                    f"outside recipe '{rec.id}'")
@@ -184,6 +186,7 @@ class DatasetWriter:
         """Write one acquisition's PNGs, then append its manifest line (so a line means complete files)."""
         if self._manifest is None:
             raise DatasetError(f"the writer of {self.root} is closed")
+        frames = np.asarray(frames)
         acq = self._check(fields, frames, masks)
         rel = Path(fields.product_id) / f"R{fields.run_index:02d}"
         (self.root / rel).mkdir(parents=True, exist_ok=True)
