@@ -218,8 +218,12 @@ def _wait_health(stack: Stack, status: int, timeout_s: float = 5.0) -> None:
 
 def test_redis_down_is_unavailable_then_service_recovers_with_it(stack: Stack) -> None:
     assert _health(stack) == _health(stack, "vialguard.v1.Inspection") == health_pb2.HealthCheckResponse.SERVING
+    watcher = stack.stub.WatchVerdicts(pb.WatchRequest(), timeout=10)
+    start_id = dict(watcher.initial_metadata())[START_ID_METADATA]
     stack.redis_server.stop()
     try:
+        broken = rpc_error(lambda: next(watcher))
+        assert broken.code() == grpc.StatusCode.UNAVAILABLE and f"after_id='{start_id}'" in broken.details()
         error = rpc_error(stack.stub.Inspect, acquisition("acq-noredis"), timeout=5)
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert f"Redis at redis://127.0.0.1:{stack.redis_server.port}/0" in error.details()
