@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,12 +97,17 @@ def simulate_all(layout: RunLayout, recipe: Recipe, scale: RunScale, seed: int) 
         "calibration": (scale.calibration_good, scale.calibration_defective, scale.kit_runs, seed + 1),
         "test": (scale.test_good, scale.test_defective, scale.kit_runs, seed + 2),
     }
-    out = {}
-    for name, (good, bad, runs, s) in plan.items():
-        started = time.monotonic()
-        out[name] = simulate_set(layout.data(name), recipe, good, bad, runs, s)
-        log.info("simulated %s set: %d good + %d defective x %d runs in %.1f s",
-                 name, good, bad, runs, time.monotonic() - started)
+    started = time.monotonic()
+    if scale.workers > 1:  # the three sets are independent: render them side by side
+        # spawn, not fork: a forked child of a process that has started TensorFlow can hang
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(scale.workers, len(plan)), mp_context=context) as pool:
+            futures = {name: pool.submit(simulate_set, layout.data(name), recipe, *args) for name, args in plan.items()}
+            out = {name: f.result() for name, f in futures.items()}
+    else:
+        out = {name: simulate_set(layout.data(name), recipe, *args) for name, args in plan.items()}
+    log.info("simulated %s in %.1f s", ", ".join(f"{n}: {g}+{b} products x {r} runs" for n, (g, b, r, _) in
+                                                 plan.items()), time.monotonic() - started)
     return out
 
 

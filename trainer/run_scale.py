@@ -32,7 +32,7 @@ class RunScale:
     shard_size: int = 2048
     val_fraction: float = 0.1
     shuffle_buffer: int = 4096
-    workers: int = 2
+    workers: int = 2  # processes simulating, threads ingesting
 
     def with_overrides(self, **values: Any) -> "RunScale":
         """A copy with every non-None value replaced (command-line flags left unset stay default)."""
@@ -45,8 +45,8 @@ class RunScale:
 
 SCALES: dict[str, RunScale] = {
     "cpu": RunScale(
-        name="cpu", train_products=16, train_runs=3, calibration_good=6, calibration_defective=6,
-        test_good=6, test_defective=6, kit_runs=10, epochs=4, steps_per_epoch=150, batch_size=16,
+        name="cpu", train_products=16, train_runs=3, calibration_good=5, calibration_defective=5,
+        test_good=5, test_defective=5, kit_runs=10, epochs=4, steps_per_epoch=150, batch_size=16,
         shuffle_buffer=2048, workers=2,
     ),
     "paper": RunScale(
