@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
@@ -126,7 +127,8 @@ class DatasetWriter:
     Use as a context manager, or call :meth:`close` to write the final counts.
     """
 
-    def __init__(self, root: str | Path, recipe: Recipe, seed: int, generator_params: dict[str, Any]) -> None:
+    def __init__(self, root: str | Path, recipe: Recipe, seed: int, generator_params: dict[str, Any],
+                 encode_workers: int | None = None) -> None:
         self.root = Path(root)
         self.recipe = recipe
         self.seed = int(seed)
@@ -140,6 +142,8 @@ class DatasetWriter:
         self._kinds: Counter[str] = Counter()
         self._write_header()
         self._manifest: IO[str] | None = open(self.root / MANIFEST_NAME, "a", encoding="utf-8")
+        # PNG encoding releases the GIL: a few threads keep the writer from being the bottleneck.
+        self._pool = ThreadPoolExecutor(max_workers=encode_workers or min(4, os.cpu_count() or 1))
 
     def _counts(self) -> dict[str, Any]:
         return {
@@ -190,10 +194,8 @@ class DatasetWriter:
         acq = self._check(fields, frames, masks)
         rel = Path(fields.product_id) / f"R{fields.run_index:02d}"
         (self.root / rel).mkdir(parents=True, exist_ok=True)
-        frame_paths = []
-        for i, frame in enumerate(frames):
-            frame_paths.append((rel / f"f{i:02d}.png").as_posix())
-            _write_png(self.root / frame_paths[-1], frame, noisy=True)
+        frame_paths = [(rel / f"f{i:02d}.png").as_posix() for i in range(len(frames))]
+        list(self._pool.map(lambda job: _write_png(self.root / job[0], job[1], noisy=True), zip(frame_paths, frames)))
         defects = []
         for i, (d, m) in enumerate(zip(fields.defects, masks)):
             path = (rel / f"mask{i}.png").as_posix()
@@ -217,6 +219,7 @@ class DatasetWriter:
             os.fsync(self._manifest.fileno())
             self._manifest.close()
             self._manifest = None
+            self._pool.shutdown()
             self._write_header()
         return read_header(self.root)
 
