@@ -28,7 +28,7 @@ def redis_ready(host: str, port: int, password: str | None = None, timeout_s: fl
     """PING answered with PONG (with AUTH when the server requires a password)."""
     import redis
 
-    client = redis.Redis(host=host, port=port, password=password or None,
+    client = redis.Redis(host=host, port=port, password=password or None, retry=_no_retry(),
                          socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     try:
         return (True, "PONG") if client.ping() else (False, "PING not answered with PONG")
@@ -38,6 +38,14 @@ def redis_ready(host: str, port: int, password: str | None = None, timeout_s: fl
         return False, f"redis at {host}:{port} not answering: {exc}"
     finally:
         client.close()
+
+
+def _no_retry() -> object:
+    """One attempt: a probe answers now; redis-py's default retries would take seconds to say no."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
 
 
 def grpc_serving(target: str, service: str = "", timeout_s: float = 1.0) -> Probe:
@@ -80,7 +88,8 @@ def consumer_active(redis_url: str, stream: str, group: str, name_prefix: str,
     """
     import redis
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    client = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                  retry=_no_retry())
     try:
         consumers = client.xinfo_consumers(stream, group)
     except redis.exceptions.ResponseError as exc:
