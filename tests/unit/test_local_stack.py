@@ -1,6 +1,7 @@
 """Before the local stack starts anything, missing parts are named with their fix; kits are read lazily."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +80,15 @@ def test_missing_triton_or_redis_says_to_run_make_setup(tmp_path: Path, monkeypa
         preflight(StackSettings(run_dir=tmp_path, repository=_repository(tmp_path / "b")))
 
 
-def test_a_kit_folder_is_pushed_as_written_with_its_labels(tmp_path: Path) -> None:
-    write_dataset(tmp_path / "kit", make_kit(1, 1, runs=1, seed=5, recipe=RECIPE), RECIPE, 5, {})
-    shots = list(directory_shots(tmp_path / "kit", RECIPE))
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("kit") / "kit"
+    write_dataset(root, make_kit(1, 1, runs=1, seed=5, recipe=RECIPE), RECIPE, 5, {})
+    return root
+
+
+def test_a_kit_folder_is_pushed_as_written_with_its_labels(kit: Path) -> None:
+    shots = list(directory_shots(kit, RECIPE))
     rendered = list(simulated_shots(RECIPE, 1, 1, 1, seed=5))
     assert [(s.acquisition_id, s.label) for s in shots] == [(s.acquisition_id, s.label) for s in rendered]
     assert sorted(s.label for s in shots) == ["defective", "good"]
@@ -90,8 +97,8 @@ def test_a_kit_folder_is_pushed_as_written_with_its_labels(tmp_path: Path) -> No
         np.testing.assert_array_equal(disk.frames, live.frames)
 
 
-def test_a_kit_of_another_recipe_is_refused(tmp_path: Path) -> None:
-    write_dataset(tmp_path / "kit", make_kit(1, 0, runs=1, seed=5, recipe=RECIPE), RECIPE, 5, {})
+def test_a_kit_of_another_recipe_is_refused(kit: Path, tmp_path: Path) -> None:
+    shutil.copytree(kit, tmp_path / "kit")
     header = tmp_path / "kit" / "dataset.json"
     header.write_text(header.read_text().replace('"bfs5-10ml"', '"bfs10-2ml"'))
     with pytest.raises(DatasetError, match="recipe 'bfs10-2ml'"):
