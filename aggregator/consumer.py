@@ -63,7 +63,7 @@ class Aggregator:
 
     def handle(self, entry_id: str, fields: dict[Any, Any] | None) -> str:
         """Judge one entry; returns what happened: decided, republished, dead-lettered, vanished."""
-        if fields is None:
+        if not fields:  # a pending entry deleted from the stream reads back empty
             log.error("scores entry %s was trimmed from the stream before it was judged", entry_id)
             self.client.xack(SCORES_STREAM, CONSUMER_GROUP, entry_id)
             return "vanished"
@@ -169,6 +169,19 @@ class Aggregator:
             eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
             self.counts[self.handle(eid, fields)] += 1
         return len(entries)
+
+    def leave_group(self) -> None:
+        """After a clean stop: remove this consumer's name from the group if it holds no entries.
+
+        Names are hostname-pid, so every restart adds one; only an empty one is
+        removed (XGROUP DELCONSUMER drops the consumer's pending entries with it).
+        """
+        try:
+            if not self.client.xpending_range(SCORES_STREAM, CONSUMER_GROUP, min="-", max="+", count=1,
+                                              consumername=self.consumer):
+                self.client.xgroup_delconsumer(SCORES_STREAM, CONSUMER_GROUP, self.consumer)
+        except redis.RedisError as exc:
+            log.info("consumer %s left in the group (%s); harmless", self.consumer, exc)
 
     def run(self, shutdown: Shutdown) -> None:
         """Until shutdown: poll; ride out Redis or disk outages with backoff, losing nothing."""

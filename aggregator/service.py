@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -20,19 +21,28 @@ def connect(config: AggregatorConfig) -> redis.Redis:
     """A client whose socket timeout outlives the XREADGROUP block, so a quiet stream is not an outage."""
     timeout_s = config.block_ms / 1000.0 + 5.0
     return redis.Redis.from_url(config.redis_url, socket_timeout=timeout_s, socket_connect_timeout=5.0,
-                                health_check_interval=30)
+                                health_check_interval=30, protocol=2)  # RESP2 reply shapes, whatever the default
 
 
 def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
     """Run until ``shutdown`` is requested; returns the aggregator (for its counts)."""
-    audit = AuditStore(config.audit_db)
+    try:
+        audit = AuditStore(config.audit_db)
+    except (sqlite3.Error, OSError) as exc:
+        log.critical("cannot open the audit store %s: %s. No verdict is given without its record; "
+                     "check the volume and its permissions.", config.audit_db, exc)
+        raise SystemExit(1) from exc
     client = connect(config)
+    if not config.model_repository.is_dir():
+        log.error("model repository %s does not exist: every acquisition will be REJECTED "
+                  "(no thresholds) until it is mounted", config.model_repository)
     aggregator = Aggregator(config, client, audit, ThresholdCache(config.model_repository))
     seq, head = audit.head()
     log.info("aggregator %s: redis %s, audit %s (head seq %d %s), models %s",
              aggregator.consumer, config.redis_url, config.audit_db, seq, head, config.model_repository)
     try:
         aggregator.run(shutdown)
+        aggregator.leave_group()
     finally:
         seq, head = audit.head()
         log.info("aggregator %s stopped: %s; audit head seq %d %s",
