@@ -1,0 +1,118 @@
+"""Inspector time per 60-patch acquisition under ONNX Runtime, against the 500 ms slot.
+
+The line sends one acquisition (3 frames x 5 vials x 4 regions = 60 patches)
+every 500 ms; the inspector graph (generator + SSIM score + heatmap) must
+answer well inside that. This converts the profile's inspector exactly as the
+exporter does and times ONNX Runtime on one 60-patch batch at a time: warmup
+first, then median, p99 and patches/s. Weights do not change the time, so a
+freshly initialised generator is used unless ``--generator`` names a trained one.
+
+    python -m benchmarks.inference                    # cpu: 30 acquisitions; paper: 1
+    python -m benchmarks.inference --profiles cpu --acquisitions 100
+
+Prints figures only; never fails on time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+SLOT_MS = 500.0
+PATCHES_PER_ACQUISITION = 60
+
+
+@dataclass(frozen=True)
+class InferenceTiming:
+    profile: str
+    patch_size: int
+    onnx_mb: float
+    convert_s: float
+    threads: int
+    samples_ms: np.ndarray
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.samples_ms))
+
+    @property
+    def p99_ms(self) -> float:
+        return float(np.percentile(self.samples_ms, 99))
+
+    @property
+    def patches_per_s(self) -> float:
+        return PATCHES_PER_ACQUISITION / (self.median_ms / 1e3)
+
+    def lines(self) -> list[str]:
+        return [
+            f"profile {self.profile}: {self.patch_size}x{self.patch_size} patches, ONNX {self.onnx_mb:.1f} MB "
+            f"(converted in {self.convert_s:.1f} s), ONNX Runtime CPU, {self.threads} intra-op threads",
+            f"  per 60-patch acquisition over {self.samples_ms.size} runs: median {self.median_ms:.1f} ms, "
+            f"p99 {self.p99_ms:.1f} ms, min {self.samples_ms.min():.1f} ms",
+            f"  {self.median_ms / PATCHES_PER_ACQUISITION:.3f} ms per patch, {self.patches_per_s:.0f} patches/s",
+            f"  slot: median uses {100 * self.median_ms / SLOT_MS:.1f} % of {SLOT_MS:.0f} ms "
+            f"(x{SLOT_MS / self.median_ms:.1f} headroom), p99 {100 * self.p99_ms / SLOT_MS:.1f} %",
+        ]
+
+
+def time_profile(profile_name: str, acquisitions: int, warmup: int, threads: int,
+                 generator_path: Path | None = None) -> InferenceTiming:
+    import keras
+    import onnxruntime as ort
+
+    from trainer.config import get_profile
+    from trainer.export import convert_inspector
+    from trainer.inspector import build_inspector
+    from trainer.networks.generator import build_generator
+    from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
+
+    profile = get_profile(profile_name)
+    keras.utils.set_random_seed(0)
+    generator = keras.models.load_model(generator_path, compile=False) if generator_path else build_generator(profile)
+    started = time.perf_counter()
+    onnx_bytes = convert_inspector(build_inspector(generator), profile.patch_size)
+    convert_s = time.perf_counter() - started
+    del generator
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    patches = rng.uniform(0, 1, (PATCHES_PER_ACQUISITION, profile.patch_size, profile.patch_size, 1)).astype(np.float32)
+    outputs = [OUTPUT_SCORE, OUTPUT_HEATMAP]  # the line asks for both
+    for _ in range(warmup):
+        session.run(outputs, {INPUT_PATCHES: patches})
+    samples = []
+    for _ in range(acquisitions):
+        t0 = time.perf_counter()
+        session.run(outputs, {INPUT_PATCHES: patches})
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return InferenceTiming(profile.name, profile.patch_size, len(onnx_bytes) / 1e6, convert_s, threads,
+                           np.array(samples))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", default="cpu,paper", help="comma-separated model profiles (default cpu,paper)")
+    parser.add_argument("--acquisitions", type=int, default=30, help="timed acquisitions for the cpu profile")
+    parser.add_argument("--paper-acquisitions", type=int, default=1, help="timed acquisitions for the paper profile")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--generator", type=Path, default=None, help="trained generator .keras (optional)")
+    args = parser.parse_args(argv)
+    print(f"inspector inference benchmark on {os.cpu_count()} CPU cores; slot {SLOT_MS:.0f} ms per acquisition")
+    for name in [p.strip() for p in args.profiles.split(",") if p.strip()]:
+        paper = name == "paper"
+        timing = time_profile(name, args.paper_acquisitions if paper else args.acquisitions,
+                              1 if paper else args.warmup, args.threads, None if paper else args.generator)
+        print("\n".join(timing.lines()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
