@@ -2,119 +2,27 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis
 
-from aggregator.audit import AuditStore
-from aggregator.config import AggregatorConfig
-from aggregator.consumer import Aggregator
 from aggregator.publish import DEAD_LETTER_STREAM
-from aggregator.service import connect, serve
 from aggregator.shutdown import Shutdown
-from aggregator.thresholds import ThresholdCache
-from tests.integration.redis_server import REDIS_SERVER, RedisServer
-from vialguard.calibration import Calibration
-from vialguard.decision import RegionThresholds
-from vialguard.messages import (
-    CONSUMER_GROUP, SCORES_STREAM, VERDICTS_STREAM, PatchScore, ScoresMessage, VerdictMessage,
-    product_key, reply_key, verdict_key,
+from tests.integration.aggregator_support import (  # noqa: F401  (fixtures)
+    THRESHOLD, add, aggregator, drain, model_repo, needs_redis, pending, redis_server, scores, verdicts_on_stream,
+    wait_for,
 )
-from vialguard.model_repository import publish_version
+from tests.integration.redis_server import RedisServer
+from vialguard.messages import (
+    CONSUMER_GROUP, SCORES_STREAM, VERDICTS_STREAM, VerdictMessage, product_key, reply_key, verdict_key,
+)
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed"),
-]
-REPO_ROOT = Path(__file__).resolve().parents[2]
-THRESHOLD = 0.2
+pytestmark = [pytest.mark.integration, needs_redis]
 
-
-# ---- fixtures and helpers ----------------------------------------------------------------------
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def model_repo(tmp_path: Path) -> Path:
-    def write(d: Path) -> None:
-        (d / "model.onnx").write_bytes(b"dummy onnx")
-        th = RegionThresholds(THRESHOLD, THRESHOLD, THRESHOLD, THRESHOLD)
-        Calibration(profile="cpu", patch_size=64, recipe_id="bfs5-10ml", recipe_digest="sha256:r",
-                    training_data_digest="sha256:d", thresholds={"patch": th, "strip": th, "run": th}).save(
-            d / "calibration.json")
-    repo = tmp_path / "models"
-    assert publish_version(repo, write) == 1
-    return repo
-
-
-def make_config(server: RedisServer, repo: Path, audit: Path, consumer: str, **overrides: object) -> AggregatorConfig:
-    base = AggregatorConfig(redis_url=server.url, consumer=consumer, model_repository=repo, audit_db=audit,
-                            block_ms=50, claim_idle_ms=300, batch_count=8, reconnect_max_s=0.5)
-    return replace(base, **overrides)
-
-
-def scores(acq: str, product: str = "P1", run: int = 0, worst: float = 0.05) -> ScoresMessage:
-    patches = [PatchScore(f, v, r, worst if (f, v, r) == (2, 4, 3) else 0.05)
-               for f in range(3) for v in range(5) for r in range(4)]
-    return ScoresMessage(acq, product, run, "bfs5-10ml", "inspector", 1, patches, {"inference_ms": 5.0},
-                         received_unix_ms=int(time.time() * 1000))
-
-
-def add(client: redis.Redis, msg: ScoresMessage) -> None:
-    client.xadd(SCORES_STREAM, msg.to_fields())
-
-
-def drain(agg: Aggregator, idle_rounds: int = 2) -> None:
-    """Poll until a few rounds in a row find nothing (the block makes each round wait)."""
-    quiet = 0
-    while quiet < idle_rounds:
-        quiet = quiet + 1 if agg.poll() == 0 else 0
-
-
-def verdicts_on_stream(client: redis.Redis) -> list[VerdictMessage]:
-    return [VerdictMessage.from_json(f[b"data"]) for _, f in client.xrange(VERDICTS_STREAM)]
-
-
-def pending(client: redis.Redis) -> int:
-    return int(client.xpending(SCORES_STREAM, CONSUMER_GROUP)["pending"])
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def aggregator(server: RedisServer, repo: Path, audit: Path, consumer: str = "agg-1", **kw: object) -> Aggregator:
-    config = make_config(server, repo, audit, consumer, **kw)
-    return Aggregator(config, connect(config), AuditStore(audit), ThresholdCache(repo))
-
-
-def spawn(server: RedisServer, repo: Path, audit: Path, log: Path, consumer: str = "agg-proc") -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), VIALGUARD_REDIS_URL=server.url,
-               VIALGUARD_MODEL_REPOSITORY=str(repo), VIALGUARD_AUDIT_DB=str(audit), AGGREGATOR_CONSUMER=consumer,
-               AGGREGATOR_BLOCK_MS="100", AGGREGATOR_BATCH_COUNT="8", AGGREGATOR_RECONNECT_MAX_S="0.5")
-    return subprocess.Popen([sys.executable, "-m", "aggregator"], cwd=REPO_ROOT, env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-
-
-# ---- the rules ----------------------------------------------------------------------------------
 
 def test_verdict_goes_to_the_stream_the_waiting_preprocessor_the_key_and_the_audit(
         redis_server: RedisServer, model_repo: Path, tmp_path: Path) -> None:
@@ -255,97 +163,3 @@ def test_run_state_lost_with_redis_is_rebuilt_from_the_audit(
     drain(agg)
     state = VerdictMessage.from_json(client.get(verdict_key("A9"))).run_policy
     assert (state.runs_seen, state.accepts, state.rejects, state.product_decision) == (10, 9, 1, "ACCEPT")
-
-
-def test_sigterm_finishes_the_work_in_hand_and_exits_0(
-        redis_server: RedisServer, model_repo: Path, tmp_path: Path) -> None:
-    client = redis_server.client()
-    audit, log = tmp_path / "audit.sqlite3", tmp_path / "aggregator.log"
-    proc = spawn(redis_server, model_repo, audit, log)
-    stop_feeding, fed = threading.Event(), []
-
-    def feed() -> None:  # the line keeps running while the aggregator is stopped
-        feeder = redis_server.client()
-        while not stop_feeding.is_set():
-            fed.append(f"A{len(fed)}")
-            add(feeder, scores(fed[-1], product=f"P{len(fed)}"))
-            time.sleep(0.002)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    try:
-        wait_for(lambda: client.xlen(VERDICTS_STREAM) >= 20, 30.0, f"verdicts from the aggregator ({log})")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, log.read_text()
-    finally:
-        stop_feeding.set()
-        feeder.join()
-        if proc.poll() is None:
-            proc.kill()
-    assert pending(client) == 0  # nothing it had read was left unfinished
-    first = {v.acquisition_id for v in verdicts_on_stream(client)}
-    assert AuditStore(audit).count() == len(first) < len(fed)  # stopped mid-stream
-    assert "finishing the entries in hand" in log.read_text()
-    agg = aggregator(redis_server, model_repo, audit, consumer="next")  # the rest goes to the next one
-    drain(agg)
-    on_stream = [v.acquisition_id for v in verdicts_on_stream(client)]
-    assert sorted(on_stream) == sorted(fed) and len(set(on_stream)) == len(fed)
-    assert agg.audit.verify_chain().ok
-
-
-def test_redis_restart_mid_stream_loses_nothing(model_repo: Path, tmp_path: Path) -> None:
-    audit, log = tmp_path / "audit.sqlite3", tmp_path / "aggregator.log"
-    with RedisServer(tmp_path / "redis-aof", appendonly=True) as server:
-        client = server.client()
-        proc = spawn(server, model_repo, audit, log)
-        try:
-            for i in range(150):
-                add(client, scores(f"A{i}", product=f"P{i % 15}", run=i // 15))
-            wait_for(lambda: client.xlen(VERDICTS_STREAM) >= 10, 30.0, f"first verdicts ({log})")
-            server.restart()
-            for i in range(150, 300):
-                add(client, scores(f"A{i}", product=f"P{i % 15}", run=i // 15))
-            wait_for(lambda: AuditStore(audit).count() == 300 and pending(client) == 0, 60.0,
-                     f"all 300 verdicts after the restart ({log})")
-            assert proc.poll() is None, "the aggregator must ride out a Redis restart"
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        on_stream = [v.acquisition_id for v in verdicts_on_stream(client)]
-        assert sorted(on_stream) == sorted(f"A{i}" for i in range(300))  # each exactly once
-        assert all(client.hlen(product_key(f"P{p}")) == 20 for p in range(15))
-    store = AuditStore(audit)
-    assert store.count() == 300 and store.verify_chain().ok  # the record outlived Redis
-
-
-def test_two_aggregators_give_every_acquisition_exactly_one_verdict(
-        redis_server: RedisServer, model_repo: Path, tmp_path: Path) -> None:
-    client = redis_server.client()
-    audit, n = tmp_path / "audit.sqlite3", 400
-    for i in range(n):
-        add(client, scores(f"A{i}", product=f"P{i % 40}", run=i // 40, worst=0.9 if i % 7 == 0 else 0.1))
-    for i in range(0, n, 10):  # the preprocessor retried some
-        add(client, scores(f"A{i}", product=f"P{i % 40}", run=i // 40))
-    shutdown = Shutdown()
-    configs = [make_config(redis_server, model_repo, audit, f"agg-{k}") for k in (1, 2)]
-    results: list[Aggregator] = []
-    threads = [threading.Thread(target=lambda c=c: results.append(serve(c, shutdown))) for c in configs]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    wait_for(lambda: client.xlen(VERDICTS_STREAM) >= n and pending(client) == 0, 60.0, "all verdicts")
-    elapsed = time.perf_counter() - started
-    shutdown.request()
-    for t in threads:
-        t.join(10)
-    on_stream = [v.acquisition_id for v in verdicts_on_stream(client)]
-    assert sorted(on_stream) == sorted(f"A{i}" for i in range(n))
-    assert all(r.counts["decided"] > 0 for r in results), "both consumers took part"
-    store = AuditStore(audit)
-    assert store.count() == n and store.verify_chain().ok
-    rejected = {v.acquisition_id for v in verdicts_on_stream(client) if v.decision == "REJECT"}
-    assert rejected == {f"A{i}" for i in range(n) if i % 7 == 0}
-    print(f"\n2 aggregators, real Redis: {n} verdicts (+{n // 10} duplicates) in {elapsed:.2f} s "
-          f"= {n / elapsed:.0f} verdicts/s")
