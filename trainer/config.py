@@ -87,10 +87,11 @@ PROFILES: dict[str, ModelProfile] = {
         disc_widths=(8, 16, 32, 64),
     ),
     # For tests only: seconds on CPU.
+    # Two stages instead of four keep the graph, hence tracing time, small.
     "tiny": ModelProfile(
         name="tiny",
         patch_size=32,
-        stage_widths=(4, 4, 8, 8),
+        stage_widths=(4, 8),
         stem_width=4,
         bottleneck_ratio=1,
         latent_dim=64,
@@ -150,6 +151,9 @@ class TrainConfig:
     checkpoint_dirname: str = "checkpoints"
     tensorboard_dirname: str = "tensorboard"
     checkpoints_to_keep: int = 3
+    # Also save every N optimizer steps (None: at epoch ends only). A paper epoch is
+    # ~79k steps; an interruption then loses at most N steps (the epoch restarts).
+    checkpoint_every_steps: int | None = None
     sample_images: int = 4
     verbose: int = 1
 
