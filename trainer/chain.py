@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -127,15 +127,25 @@ def ingest_all(layout: RunLayout, recipe: Recipe, patch_size: int, scale: RunSca
     return out
 
 
-def train_generator(patches: Path, profile: Any, config: Any, layout: RunLayout, shuffle_buffer: int) -> Any:
-    """Train the GAN on the ingested training set and save the generator."""
-    from trainer.pipeline import training_dataset
+def train_generator(patches: Path, profile: Any, config: Any, layout: RunLayout, shuffle_buffer: int,
+                    validation_steps: int | None = None) -> Any:
+    """Train the GAN on the ingested training set and save the generator.
+
+    ``validation_steps`` caps the validation pass per epoch (on a CPU a full pass
+    can cost as much as the training epoch); None keeps the config's setting.
+    """
+    from trainer.pipeline import steps_per_epoch, training_dataset
     from trainer.train import train
 
     index = load_index(patches)
     if index.patch_size != profile.patch_size:
         raise ChainError(f"patches in {patches} are {index.patch_size} px but profile '{profile.name}' takes "
                          f"{profile.patch_size} px; re-ingest with --profile {profile.name}")
+    if config.steps_per_epoch is None:  # an endless stream needs its epoch length: one pass over the patches
+        config = replace(config, steps_per_epoch=steps_per_epoch(patches, "train", config.batch_size))
+    if config.validation_steps is None and validation_steps is not None:
+        config = replace(config, validation_steps=min(validation_steps,
+                                                      max(1, index.count("validation") // config.batch_size)))
     train_ds = training_dataset(patches, "train", config.batch_size, shuffle_buffer, config.seed, repeat=True)
     val_ds = None
     if index.count("validation"):

@@ -134,7 +134,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     step("simulate", lambda: chain.simulate_all(layout, recipe, scale, args.seed))
     patches = step("ingest", lambda: chain.ingest_all(layout, recipe, profile.patch_size, scale, args.seed))
     generator = step("train", lambda: chain.train_generator(patches["train"], profile, config, layout,
-                                                            scale.shuffle_buffer))
+                                                            scale.shuffle_buffer, scale.validation_steps))
     calibration = step("calibrate", lambda: chain.calibrate_kit(generator, profile, patches["calibration"],
                                                                 patches["train"], recipe))
     calibration.save(layout.calibration)

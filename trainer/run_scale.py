@@ -29,6 +29,7 @@ class RunScale:
     epochs: int
     steps_per_epoch: int | None  # None: one pass over the training patches
     batch_size: int
+    validation_steps: int | None = None  # cap on validation batches per epoch; None: a whole pass
     shard_size: int = 2048
     val_fraction: float = 0.1
     shuffle_buffer: int = 4096
@@ -47,7 +48,7 @@ SCALES: dict[str, RunScale] = {
     "cpu": RunScale(
         name="cpu", train_products=16, train_runs=3, calibration_good=5, calibration_defective=5,
         test_good=5, test_defective=5, kit_runs=10, epochs=4, steps_per_epoch=150, batch_size=16,
-        shuffle_buffer=2048, workers=2,
+        validation_steps=20, shuffle_buffer=2048, workers=2,
     ),
     "paper": RunScale(
         name="paper", train_products=782, train_runs=10, calibration_good=60, calibration_defective=70,
@@ -58,7 +59,7 @@ SCALES: dict[str, RunScale] = {
     "smoke": RunScale(
         name="smoke", train_products=2, train_runs=1, calibration_good=1, calibration_defective=1,
         test_good=1, test_defective=1, kit_runs=2, epochs=1, steps_per_epoch=2, batch_size=4,
-        shard_size=256, shuffle_buffer=64, workers=1,
+        validation_steps=2, shard_size=256, shuffle_buffer=64, workers=1,
     ),
 }
 
