@@ -62,6 +62,18 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+def verdict_dict(verdict: VerdictMessage) -> dict[str, Any]:
+    """``dataclasses.asdict(verdict)`` without its deep copies: the same dict, several times faster.
+
+    asdict was the largest CPU cost per verdict (60 patches copied field by field).
+    """
+    data = dict(vars(verdict))
+    data["patches"] = [dict(vars(p)) for p in verdict.patches]
+    data["run_policy"] = dict(vars(verdict.run_policy))
+    data["timings_ms"] = dict(verdict.timings_ms)
+    return data
+
+
 def chain_hash(prev_hash: str, record_json: str) -> str:
     return hashlib.sha256((prev_hash + record_json).encode("ascii")).hexdigest()
 
@@ -118,7 +130,7 @@ class AuditStore:
                     "seq": seq, "acquisition_id": verdict.acquisition_id, "product_id": verdict.product_id,
                     "run_index": verdict.run_index, "decision": verdict.decision,
                     "model_version": verdict.model_version, "recorded_unix_ms": int(time.time() * 1000),
-                    "verdict": asdict(verdict), "context": context or {},
+                    "verdict": verdict_dict(verdict), "context": context or {},
                 }
                 record_json = canonical_json(record)
                 self._db.execute(

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from aggregator.audit import verdict_dict
 from vialguard.decision import Decision
 from vialguard.messages import (
     CONSUMER_GROUP, SCORES_STREAM, VERDICTS_STREAM, VERDICTS_STREAM_MAXLEN, VerdictMessage,
@@ -63,7 +64,7 @@ class Publisher:
         """Publish (or re-publish) a recorded verdict and ack its entry; True if it was new to Redis."""
         keys = [verdict_key(verdict.acquisition_id), product_key(verdict.product_id),
                 reply_key(verdict.acquisition_id), VERDICTS_STREAM, SCORES_STREAM]
-        args = [verdict.to_json(), self.verdict_ttl_s, verdict.run_index, verdict.decision, self.product_ttl_s,
+        args = [json.dumps(verdict_dict(verdict)), self.verdict_ttl_s, verdict.run_index, verdict.decision, self.product_ttl_s,
                 self.reply_ttl_s, VERDICTS_STREAM_MAXLEN, verdict.acquisition_id, CONSUMER_GROUP, entry_id]
         return bool(self._script(keys=keys, args=args))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from aggregator.audit import GENESIS_HASH, AuditStore
+from aggregator.audit import GENESIS_HASH, AuditStore, verdict_dict
 from vialguard.messages import PatchVerdict, RunPolicyState, VerdictMessage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,3 +129,9 @@ def test_verify_command_exits_nonzero_on_a_broken_chain(store: AuditStore) -> No
     _tamper(store.path, "UPDATE verdicts SET prev_hash='x' WHERE seq=1")
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1 and '"first_bad_seq":1' in done.stdout
+
+
+def test_fast_verdict_dict_is_exactly_asdict() -> None:
+    v = verdict("A9", "REJECT", score=0.7)
+    assert verdict_dict(v) == asdict(v)
+    assert list(verdict_dict(v)) == list(asdict(v))  # same key order: same JSON text on the stream
