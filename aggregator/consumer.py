@@ -27,7 +27,7 @@ from aggregator.audit import AuditStore
 from aggregator.config import AggregatorConfig
 from aggregator.decide import decide, merge_runs
 from aggregator.intake import PoisonMessage, acquisition_id_of, parse_scores
-from aggregator.publish import Publisher
+from aggregator.publish import DEAD_LETTER_STREAM, Publisher
 from aggregator.shutdown import Shutdown
 from aggregator.thresholds import ThresholdCache
 from vialguard.messages import CONSUMER_GROUP, SCORES_STREAM, ScoresMessage
@@ -76,8 +76,8 @@ class Aggregator:
         except (redis.ConnectionError, redis.TimeoutError, sqlite3.Error, OSError):
             raise  # the entry stays pending and is judged again once Redis / the disk is back
         except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                raise
+            if "WRONGTYPE" not in str(exc):
+                raise  # NOGROUP, READONLY, LOADING...: the server's state, not this message's fault
             log.exception("Redis refused the verdict of acquisition %s", msg.acquisition_id)
             return self._dead_letter(entry_id, fields, f"Redis error: {exc}")
         except Exception as exc:  # a bug must cost one acquisition, never the line
@@ -125,7 +125,7 @@ class Aggregator:
 
     def _dead_letter(self, entry_id: str, fields: dict[Any, Any] | None, reason: str) -> str:
         log.error("scores entry %s (acquisition '%s') set aside on %s: %s",
-                  entry_id, acquisition_id_of(fields), "vialguard:scores:dead", reason)
+                  entry_id, acquisition_id_of(fields), DEAD_LETTER_STREAM, reason)
         self.publisher.dead_letter(entry_id, fields, reason)
         return "dead-lettered"
 
@@ -195,9 +195,10 @@ class Aggregator:
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 self._setup_needed = True
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group is gone (Redis restarted without its data?); recreating it")
+                if "NOGROUP" in str(exc):
+                    log.warning("consumer group is gone (Redis restarted without its data?); recreating it")
+                else:
+                    log.error("Redis refused a command (%s); retrying in %.1f s", exc, backoff)
                 self._setup_needed = True
             except (sqlite3.Error, OSError) as exc:
                 log.error("audit store %s unavailable (%s): nothing is acknowledged until it is back; "
