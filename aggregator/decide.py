@@ -8,6 +8,8 @@ their index; if one run is acquired again (a retake under a new
 acquisition_id), REJECT wins: a retake must never launder a rejected run into
 an accepted one. That merge is order-free, so the state rebuilt from the audit
 store after a Redis restart is the same whatever order the rows come in.
+A run rejected because its version had no readable thresholds counts as a
+rejected run: the product was not confirmed good on it.
 """
 from __future__ import annotations
 
