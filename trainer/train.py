@@ -127,6 +127,7 @@ def train(
             validation_steps=config.validation_steps,
             callbacks=callbacks,
             verbose=config.verbose,
+            shuffle=False,  # shuffling is the data pipeline's job (tf.data)
         )
         return generator
     finally:
