@@ -13,6 +13,7 @@ from aggregator.config import AggregatorConfig, parse_args
 from aggregator.consumer import Aggregator
 from aggregator.shutdown import Shutdown
 from aggregator.thresholds import ThresholdCache
+from vialguard.redis_url import display_redis_url
 
 log = logging.getLogger("aggregator")
 
@@ -39,7 +40,7 @@ def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
     aggregator = Aggregator(config, client, audit, ThresholdCache(config.model_repository))
     seq, head = audit.head()
     log.info("aggregator %s: redis %s, audit %s (head seq %d %s), models %s",
-             aggregator.consumer, config.redis_url, config.audit_db, seq, head, config.model_repository)
+             aggregator.consumer, display_redis_url(config.redis_url), config.audit_db, seq, head, config.model_repository)
     try:
         aggregator.run(shutdown)
         aggregator.leave_group()

@@ -10,7 +10,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from urllib.parse import urlsplit
+from vialguard.redis_url import display_redis_url
 
 MIB = 1024 * 1024
 
@@ -56,8 +56,7 @@ class PreprocessorConfig:
     @property
     def redis_display(self) -> str:
         """The Redis URL without its password, for logs and error messages."""
-        parts = urlsplit(self.redis_url)
-        return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
+        return display_redis_url(self.redis_url)
 
 
 # Environment variable -> field. VIALGUARD_* are shared with the other services.
