@@ -28,6 +28,7 @@ ends, is deterministic and never lowers the accuracy of its starting point.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ from vialguard.decision import RegionThresholds, RunPolicy
 from vialguard.errors import CalibrationError
 from vialguard.recipe import REGION_IDS, Recipe
 
+log = logging.getLogger(__name__)
 N_REGIONS = len(REGION_IDS)
 MAX_ROUNDS = 50
 
@@ -278,13 +280,18 @@ def calibrate(
     patch = calibrate_patch(scored)
     table = acquisition_table(scored)
     patch_level = patch_keys(scored)
+    min_runs = int(np.bincount(table.product).min())
+    if min_runs < run_policy.k:
+        log.warning("some calibration products have only %d runs, fewer than k=%d: the run-level re-tuning "
+                    "cannot classify them right and falls back on strip accuracy", min_runs, run_policy.k)
     strip, strip_rounds = calibrate_strip(table, patch, patch_level)
     run, run_rounds = calibrate_run(table, strip, run_policy, patch_level)
     sets = {"patch": patch, "strip": strip, "run": run}
     metrics: dict[str, object] = {
         "calibration_set": {"patches": scored.n, "acquisitions": int(table.defective.size),
                             "products": int(table.product_ids.size),
-                            "defective_products": int(len(set(table.product[table.defective].tolist())))},
+                            "defective_products": int(len(set(table.product[table.defective].tolist()))),
+                            "min_runs_per_product": min_runs},
         "tie_break": ("equal accuracy: finer level decides (run -> strip -> patch), then the lowest "
                       "threshold, which rejects at least as many defects"),
         "coordinate_descent_rounds": {"strip": strip_rounds, "run": run_rounds},

@@ -151,5 +151,7 @@ def evaluate(scored: ScoredSet, calibration: Calibration) -> Evaluation:
         timing=timing_of(scored),
         kit={"patches": scored.n, "acquisitions": int(table.defective.size),
              "products": int(table.product_ids.size),
-             "defective_products": int(np.unique(table.product[table.defective]).size)},
+             "defective_products": int(np.unique(table.product[table.defective]).size),
+             "min_runs_per_product": int(np.bincount(table.product).min()),
+             "max_runs_per_product": int(np.bincount(table.product).max())},
     )

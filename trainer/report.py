@@ -114,6 +114,10 @@ def report_markdown(ev: Evaluation, title: str) -> str:
                   "| paper | " + " | ".join(f"{ref['thresholds'][r]:.6f}" for r in REGION_IDS)
                   + f" | {ref['accuracy']:.4f} | {ref['good_accepted_rate']:.4f} | "
                   f"{ref['defects_rejected_rate']:.4f} | - | - |", ""]
+        if table == "run" and ev.kit.get("min_runs_per_product", cal.run_policy.n) < cal.run_policy.k:
+            lines += [f"**Warning:** some products have only {ev.kit['min_runs_per_product']} runs, fewer than "
+                      f"k = {cal.run_policy.k}: they can never count as correctly classified. Acquire each "
+                      f"product {cal.run_policy.n} times for Table 3 to mean what the paper's does.", ""]
     s = ev.serving
     lines += [
         f"## Serving thresholds (`{cal.serving}` set) at every level", "",

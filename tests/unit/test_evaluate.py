@@ -83,6 +83,15 @@ def test_run_policy_counts_a_product_right_only_when_k_of_its_n_runs_agree() -> 
     assert (strip.n_good, strip.good_accepted, strip.n_defective, strip.defects_rejected) == (20, 13, 30, 23)
 
 
+def test_report_warns_when_products_have_fewer_runs_than_k(tmp_path: Path) -> None:
+    kit = synthetic_kit(n_good=3, n_defective=3, runs=2, seed=8)
+    t = RegionThresholds(0.03, 0.05, 0.06, 0.04)
+    ev = evaluate(kit, _calibration(t, t, t))
+    assert ev.kit["min_runs_per_product"] == 2
+    write_report(ev, tmp_path)
+    assert "fewer than k = 7" in (tmp_path / REPORT_MD_FILENAME).read_text()
+
+
 def test_vial_is_rejected_when_any_of_its_region_patches_is_over() -> None:
     # One acquisition of a defective product: vial 0 has the defect in R1 (missed) and R2 over by noise.
     kit = ScoredSet.from_columns(
