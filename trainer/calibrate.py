@@ -11,11 +11,9 @@ Three threshold sets, each tuned for the rule it will be judged by:
 - ``run`` (Table 3): re-tuned the same way for the k-of-n run policy (a product
   is correctly classified when >= k of its runs agree with its label). It serves.
 
-Every step reduces to one 1-D problem: each item (patch, acquisition or
-product) is correct either when ``t >= key`` (a good item that needs accepting)
-or when ``t < key`` (a defective one that needs rejecting); keys may be +-inf
-for items whose fate the other regions already sealed. That is solved exactly
-over the observed scores with one sort, so 100k patches take milliseconds.
+Every step reduces to an exact 1-D search over the observed scores
+(trainer.threshold_search); this module says, for each level, which items
+count and what their keys are.
 
 Tie-break. Products are few, so product accuracy is flat over wide ranges of
 a threshold; picking blindly inside such a plateau can wreck strip accuracy.
@@ -29,7 +27,6 @@ ends, is deterministic and never lowers the accuracy of its starting point.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -37,6 +34,7 @@ import numpy as np
 
 from trainer.metrics import DecisionCounts
 from trainer.scoring import ScoredSet
+from trainer.threshold_search import KeyPair, best_threshold, coordinate_descent
 from vialguard.calibration import Calibration
 from vialguard.decision import RegionThresholds, RunPolicy
 from vialguard.errors import CalibrationError
@@ -44,61 +42,6 @@ from vialguard.recipe import REGION_IDS, Recipe
 
 log = logging.getLogger(__name__)
 N_REGIONS = len(REGION_IDS)
-MAX_ROUNDS = 50
-
-
-
-KeyPair = tuple[np.ndarray, np.ndarray]
-"""(good keys, defect keys) of one 1-D problem: a good item is right when t >= key,
-a defective one when t < key."""
-
-
-KeysFor = Callable[[np.ndarray, int], list[KeyPair]]
-"""(thresholds, region) -> the 1-D problems for that region, primary first, then tie-breakers."""
-
-
-@dataclass(frozen=True)
-class ThresholdChoice:
-    threshold: float
-    correct: tuple[int, ...]   # items right at each level (primary first, then tie-breakers)
-    total: int                 # items of the primary level
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct[0] / self.total if self.total else float("nan")
-
-
-def count_correct(keys: KeyPair, t: np.ndarray) -> np.ndarray:
-    """Items right at each threshold of ``t`` (keys need not be sorted)."""
-    g, d = np.sort(keys[0]), np.sort(keys[1])
-    t = np.asarray(t, dtype=np.float64)
-    return np.searchsorted(g, t, side="right") + (d.size - np.searchsorted(d, t, side="right"))
-
-
-def best_threshold(good_keys: np.ndarray, defect_keys: np.ndarray,
-                   tie_breakers: tuple[KeyPair, ...] = ()) -> ThresholdChoice:
-    """The t maximising #{good: key <= t} + #{defect: key > t}, ties broken in order.
-
-    Ties on the primary count go to the finer levels in ``tie_breakers`` (e.g.
-    strip accuracy when tuning for products, whose count moves in coarse
-    steps), then to the LOWEST threshold. Candidates are every finite key plus
-    one just below the smallest. A good key of +inf is never satisfied, a defect
-    key of +inf always is, a defect key of -inf never is.
-    """
-    levels = [(np.asarray(good_keys, np.float64), np.asarray(defect_keys, np.float64)), *tie_breakers]
-    finite = np.concatenate([k[np.isfinite(k)] for pair in levels for k in pair])
-    total = levels[0][0].size + levels[0][1].size
-    if finite.size == 0:
-        # Nothing a threshold can change: keep 0 (rejects anything that scores at all).
-        return ThresholdChoice(0.0, tuple(int(count_correct(p, np.array([0.0]))[0]) for p in levels), total)
-    values = np.unique(finite)
-    candidates = np.r_[np.nextafter(values[0], -np.inf), values]
-    best = np.arange(candidates.size)
-    counts = [count_correct(pair, candidates) for pair in levels]
-    for c in counts:
-        best = best[c[best] == c[best].max()]
-    i = int(best[0])  # lowest among the lexicographic maxima
-    return ThresholdChoice(float(candidates[i]), tuple(int(c[i]) for c in counts), total)
 
 
 # --- patch level (Table 1) -------------------------------------------------------------
@@ -191,28 +134,6 @@ def run_keys(table: AcquisitionTable, t: np.ndarray, r: int, policy: RunPolicy) 
         else:
             good_keys.append(vals[policy.k - 1] if vals.size >= policy.k else np.inf)
     return np.array(good_keys, dtype=np.float64), np.array(defect_keys, dtype=np.float64)
-
-
-def coordinate_descent(start: RegionThresholds, keys_for: KeysFor) -> tuple[RegionThresholds, int]:
-    """Re-tune one region at a time until a whole round moves nothing; (thresholds, rounds).
-
-    A region's threshold moves on a lexicographic gain (its level, then the
-    tie-breaking levels), or at an exact tie downwards; the accuracy never
-    drops, the objective takes finitely many values, so the search ends.
-    """
-    t = start.as_array().copy()
-    for rounds in range(1, MAX_ROUNDS + 1):
-        moved = False
-        for r in range(N_REGIONS):
-            levels = keys_for(t, r)
-            choice = best_threshold(*levels[0], tie_breakers=tuple(levels[1:]))
-            held = tuple(int(count_correct(pair, np.array([t[r]]))[0]) for pair in levels)
-            if choice.correct > held or (choice.correct == held and choice.threshold < t[r]):
-                moved = True
-                t[r] = choice.threshold
-        if not moved:
-            return RegionThresholds(*t.tolist()), rounds
-    return RegionThresholds(*t.tolist()), MAX_ROUNDS
 
 
 def patch_keys(scored: ScoredSet) -> list[KeyPair]:

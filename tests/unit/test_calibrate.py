@@ -7,7 +7,6 @@ import pytest
 from tests.unit.synthetic_scores import synthetic_kit
 from trainer.calibrate import (
     acquisition_table,
-    best_threshold,
     calibrate,
     calibrate_patch,
     patch_counts,
@@ -17,6 +16,7 @@ from trainer.calibrate import (
 from trainer.evaluate import strip_decisions
 from trainer.metrics import DecisionCounts
 from trainer.scoring import ScoredSet
+from trainer.threshold_search import best_threshold
 from vialguard.decision import RegionThresholds, RunPolicy
 from vialguard.errors import CalibrationError
 from vialguard.recipe import REGION_IDS, load_recipe
