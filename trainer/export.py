@@ -73,7 +73,8 @@ def convert_inspector(inspector: Any, patch_size: int) -> bytes:
 
 
 def _dims(value_info: Any) -> list[int | str]:
-    return [d.dim_param or d.dim_value if d.dim_param or d.dim_value else "?"
+    """Static sizes as ints, dynamic ones as their symbolic name (or "?")."""
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
             for d in value_info.type.tensor_type.shape.dim]
 
 

@@ -172,3 +172,23 @@ def test_cpu_profile_model_stays_under_10_mb() -> None:
     onnx_bytes = export.convert_inspector(build_inspector(build_generator(profile)), profile.patch_size)
     export.check_onnx_io(onnx_bytes, profile.patch_size)
     assert len(onnx_bytes) < 10 * 1024 * 1024
+
+
+def _identity_graph(input_name: str, output_names: tuple[str, str], size: int) -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", size, size, 1])
+    score = helper.make_tensor_value_info(output_names[0], TensorProto.FLOAT, ["N"])
+    heat = helper.make_tensor_value_info(output_names[1], TensorProto.FLOAT, ["N", size, size, 1])
+    nodes = [helper.make_node("ReduceMean", [input_name], [output_names[0]], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Identity", [input_name], [output_names[1]])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [score, heat]))
+    return model.SerializeToString()
+
+
+def test_io_check_accepts_the_contract_and_names_what_drifted() -> None:
+    export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, (io.OUTPUT_SCORE, io.OUTPUT_HEATMAP), 32), 32)
+    with pytest.raises(ModelVersionError, match="outputs"):
+        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, ("Identity:0", io.OUTPUT_HEATMAP), 32), 32)
+    with pytest.raises(ModelVersionError, match="shape"):
+        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, (io.OUTPUT_SCORE, io.OUTPUT_HEATMAP), 32), 64)
