@@ -19,7 +19,7 @@ from typing import Any
 
 from trainer.ingest import IngestOptions, ingest
 from trainer.run_scale import RunScale
-from trainer.shard_index import IngestError, load_index
+from trainer.shard_index import load_index
 from vialguard.errors import VialguardError
 from vialguard.recipe import Recipe
 
@@ -223,8 +223,3 @@ def write_summary(layout: RunLayout, scale: RunScale, timings: dict[str, float],
     data = {"scale": asdict(scale), "seconds": {k: round(v, 1) for k, v in timings.items()}, **extra}
     layout.summary.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
-
-__all__ = [
-    "ChainError", "IngestError", "RunLayout", "calibrate_kit", "default_workdir", "evaluate_kit", "export_model",
-    "ingest_all", "load_generator", "simulate_all", "simulate_set", "train_generator", "write_summary",
-]
