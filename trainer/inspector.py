@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer.networks.generator import DECODER_NAME, ENCODER_NAME
+from trainer.config import ModelProfile
+from trainer.networks.generator import DECODER_NAME, ENCODER_NAME, build_generator
 from trainer.ssim_tf import anomaly_score
 from vialguard.heatmap import EPSILON
 from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
@@ -52,6 +53,23 @@ def build_inspector(generator: keras.Model) -> InspectorFn:
         return {OUTPUT_SCORE: score, OUTPUT_HEATMAP: heat}
 
     return inspector
+
+
+def float32_generator(generator: keras.Model, profile: ModelProfile) -> keras.Model:
+    """The same generator rebuilt in float32, weights copied.
+
+    A generator trained under mixed_float16 computes in float16; ONNX Runtime on a CPU
+    and the 1e-4 score contract want float32. Variables are float32 under either
+    policy, so the weights copy over unchanged.
+    """
+    previous = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_generator(profile)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(generator.get_weights())
+    return copy
 
 
 def score_patches(

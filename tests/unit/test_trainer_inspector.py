@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from trainer.config import PROFILES
-from trainer.inspector import build_inspector, score_patches
+from trainer.inspector import build_inspector, float32_generator, score_patches
 from trainer.networks.generator import build_generator
 from vialguard.heatmap import heatmap as reference_heatmap
 from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
@@ -71,3 +71,18 @@ def test_tf2onnx_export_scores_equal_keras_scores(generator, patches) -> None:
     keras_scores, keras_heat = score_patches(inspector, patches)
     np.testing.assert_allclose(onnx_out[OUTPUT_SCORE], keras_scores, atol=1e-4)
     np.testing.assert_allclose(onnx_out[OUTPUT_HEATMAP], keras_heat, atol=1e-4)
+
+
+def test_float32_copy_of_a_mixed_precision_generator_keeps_its_weights() -> None:
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = build_generator(TINY)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy = float32_generator(mixed, TINY)
+    assert copy.get_layer("encoder").compute_dtype == "float32"
+    assert mixed.get_layer("encoder").compute_dtype == "float16"
+    for a, b in zip(mixed.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)

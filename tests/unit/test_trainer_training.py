@@ -43,7 +43,7 @@ def test_a_few_training_steps_reduce_the_reconstruction_loss() -> None:
     history = gan.fit(_dataset().repeat(), epochs=3, steps_per_epoch=8, verbose=0, shuffle=False).history
     print("contextual loss per epoch", history["con_loss"])
     con = history["con_loss"]
-    assert con[-1] < 0.9 * con[0], f"contextual loss did not fall: {con}"
+    assert con[-1] < 0.95 * con[0], f"contextual loss did not fall: {con}"
     assert all(np.isfinite(history["d_loss"]))
     assert int(gan.g_optimizer.iterations.numpy()) == 24 == int(gan.d_optimizer.iterations.numpy())
 

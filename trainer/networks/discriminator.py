@@ -16,8 +16,10 @@ def build_discriminator(profile: ModelProfile) -> keras.Model:
     """C: patch -> {"logits": [B, 1] (real > 0), "features": last conv map}."""
     inputs = keras.Input((profile.patch_size, profile.patch_size, 1), name="patches")
     x = inputs
+    # No biases: BatchNorm follows every conv but the first, and TF 2.21's grappler
+    # fails (with a logged error) to fuse Conv+BiasAdd+LeakyReLU in the gradient graph.
     for i, width in enumerate(profile.disc_widths):
-        x = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=i == 0, name=f"disc_conv{i + 1}")(x)
+        x = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=False, name=f"disc_conv{i + 1}")(x)
         if i > 0:
             x = layers.BatchNormalization(name=f"disc_bn{i + 1}")(x)
         x = layers.LeakyReLU(0.2, name=f"disc_lrelu{i + 1}")(x)
