@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -76,6 +77,9 @@ def simulate_set(out: Path, recipe: Recipe, good: int, defective: int, runs: int
 
     if good + defective < 1 or runs < 1:
         raise ChainError(f"a simulated set needs at least one product and one run, got {good}+{defective} x {runs}")
+    if _already_simulated(out, recipe, good, defective, runs, seed):
+        log.info("%s already holds this simulated set: kept", out)
+        return out
     if defective:
         acquisitions = make_kit(good, defective, runs, seed, recipe)
         params = {"kind": "kit", "good": good, "defective": defective, "runs": runs}
@@ -84,6 +88,26 @@ def simulate_set(out: Path, recipe: Recipe, good: int, defective: int, runs: int
         params = {"kind": "train-set", "good": good, "defective": 0, "runs": runs}
     write_dataset(out, acquisitions, recipe, seed, params)
     return out
+
+
+def _already_simulated(out: Path, recipe: Recipe, good: int, defective: int, runs: int, seed: int) -> bool:
+    """True when a rerun of ``all`` in the same work directory finds this very set complete."""
+    from vialguard.dataset import read_header
+
+    if not (out / "dataset.json").is_file():
+        return False
+    header = read_header(out)
+    wanted = {"good": good, "defective": defective, "runs": runs}
+    same = (header.seed == seed and header.recipe_digest == recipe.digest()
+            and all(header.generator.get(k) == v for k, v in wanted.items()))
+    if not same:
+        raise ChainError(f"{out} holds another dataset (seed {header.seed}, {header.generator}); "
+                         "use a new --workdir or delete it")
+    if header.counts.get("acquisitions") == (good + defective) * runs:
+        return True
+    log.warning("%s is an unfinished simulation of this set (a previous run stopped): simulating it again", out)
+    shutil.rmtree(out)
+    return False
 
 
 def simulate_all(layout: RunLayout, recipe: Recipe, scale: RunScale, seed: int) -> dict[str, Path]:

@@ -107,3 +107,16 @@ def test_simulate_then_ingest_end_to_end_with_three_independent_sets(tmp_path, c
     assert set(train.splits["train"].products).isdisjoint(train.splits["validation"].products)
     assert test.count(None) == 2 * 60
     assert sum(c["defective"] for c in test.splits["train"].counts.values()) > 0
+
+
+def test_rerun_in_the_same_workdir_keeps_finished_sets_and_refuses_foreign_ones(tmp_path):
+    from trainer.chain import ChainError, RunLayout, simulate_set
+    from vialguard.recipe import load_recipe
+
+    out = RunLayout(tmp_path).data("train")
+    simulate_set(out, load_recipe(), 1, 0, 1, seed=3)
+    written = (out / "manifest.jsonl").stat().st_mtime_ns
+    simulate_set(out, load_recipe(), 1, 0, 1, seed=3)
+    assert (out / "manifest.jsonl").stat().st_mtime_ns == written
+    with pytest.raises(ChainError, match="holds another dataset"):
+        simulate_set(out, load_recipe(), 1, 0, 1, seed=4)
