@@ -49,8 +49,8 @@ def test_training_batches_are_float32_unit_range_with_static_shape(ingested):
 
 def test_streams_from_shard_files_rather_than_memory(ingested):
     graph = _graph_ops(training_dataset(ingested, "train", batch_size=8, seed=1))
-    assert {"ParallelInterleaveDatasetV4", "TFRecordDataset", "ShuffleDatasetV3", "PrefetchDataset"} <= graph
-    # the only tensors the graph holds are shard file names, never patches
+    for op in ("ParallelInterleaveDataset", "TFRecordDataset", "ShuffleDataset", "PrefetchDataset"):
+        assert any(name.startswith(op) for name in graph), (op, graph)  # V2/V3... suffixes vary by version
     assert "TensorDataset" not in graph and "FromTensorsDataset" not in graph
 
 
