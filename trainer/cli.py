@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", help="simulate -> ingest -> train -> calibrate -> evaluate -> export")
     p.add_argument("--out", type=Path, default=Path("model_repository"), help="model repository to publish into")
     p.add_argument("--workdir", type=Path, help="work directory (default ./runs/<UTC time>)")
-    _add_model_flags(p)
+    p.add_argument("--profile", help="model profile (default: the scale's: cpu -> cpu, paper -> paper, "
+                                     "smoke -> tiny)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
     _add_scale_flags(p)
     _add_train_flags(p)
 

@@ -117,7 +117,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_all(args: argparse.Namespace) -> int:
-    scale, profile, recipe = scale_of(args), _profile(args.profile), load_recipe(args.recipe)
+    scale, recipe = scale_of(args), load_recipe(args.recipe)
+    profile = _profile(args.profile or scale.profile)
     config = _train_config(args, scale)
     layout = chain.RunLayout(args.workdir or chain.default_workdir())
     log.info("run %s: scale %s, profile %s, work directory %s", scale.name, scale, profile.name, layout.root)

@@ -37,6 +37,7 @@ class RunScale:
     val_fraction: float = 0.1
     shuffle_buffer: int = 4096
     workers: int = 2  # processes simulating, threads ingesting
+    profile: str = "cpu"  # the model profile this scale is meant for
 
     def with_overrides(self, **values: Any) -> "RunScale":
         """A copy with every non-None value replaced (command-line flags left unset stay default)."""
@@ -56,13 +57,13 @@ SCALES: dict[str, RunScale] = {
     "paper": RunScale(
         name="paper", train_products=782, train_runs=10, calibration_good=60, calibration_defective=70,
         test_good=120, test_defective=141, kit_runs=10, epochs=10, steps_per_epoch=None, batch_size=32,
-        shuffle_buffer=16384, workers=8,
+        shuffle_buffer=16384, workers=8, profile="paper",
     ),
     # For tests: seconds.
     "smoke": RunScale(
         name="smoke", train_products=2, train_runs=1, calibration_good=1, calibration_defective=1,
         test_good=1, test_defective=1, kit_runs=2, epochs=1, steps_per_epoch=2, batch_size=4,
-        validation_steps=2, shard_size=256, shuffle_buffer=64, workers=1,
+        validation_steps=2, shard_size=256, shuffle_buffer=64, workers=1, profile="tiny",
     ),
 }
 

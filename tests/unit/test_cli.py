@@ -120,3 +120,10 @@ def test_rerun_in_the_same_workdir_keeps_finished_sets_and_refuses_foreign_ones(
     assert (out / "manifest.jsonl").stat().st_mtime_ns == written
     with pytest.raises(ChainError, match="holds another dataset"):
         simulate_set(out, load_recipe(), 1, 0, 1, seed=4)
+
+
+@pytest.mark.parametrize("scale, profile", [("cpu", "cpu"), ("paper", "paper"), ("smoke", "tiny")])
+def test_all_picks_the_profile_its_scale_is_meant_for_unless_told(scale, profile):
+    args = build_parser().parse_args(["all", "--scale", scale])
+    assert (args.profile or scale_of(args).profile) == profile
+    assert build_parser().parse_args(["all", "--scale", scale, "--profile", "cpu"]).profile == "cpu"
