@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train", type=_positive_int, help="cap on good training cells")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--generator", type=_existing_file, help="judge this saved generator.keras instead of training")
     return parser
 
 

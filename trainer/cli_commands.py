@@ -157,10 +157,14 @@ def cmd_elpv(args: argparse.Namespace) -> int:
 
     settings = ElpvSettings(profile=args.profile, patch_size=args.patch_size, epochs=args.epochs,
                             steps_per_epoch=args.steps, batch_size=args.batch_size, max_train=args.max_train,
-                            seed=args.seed, overrides=tuple(args.overrides))
+                            seed=args.seed, overrides=tuple(args.overrides),
+                            generator=str(args.generator) if args.generator else None)
     report = run_elpv_check(args.out, settings)
-    print(json.dumps({"auroc": report["test"]["auroc"], "accuracy": report["test"]["accuracy"],
-                      "threshold": report["threshold"]}))
+    test = report["test"]
+    print(json.dumps({"test_auroc": test["auroc"], "test_auroc_normalised": test["auroc_normalised"],
+                      "test_accuracy": test["per_type_thresholds"]["accuracy"],
+                      "test_balanced_accuracy": test["per_type_thresholds"]["balanced_accuracy"],
+                      "thresholds": report["thresholds"]}))
     print(f"report: {Path(args.out) / 'elpv_report.md'}")
     return 0
 

@@ -43,11 +43,15 @@ def test_gan_trained_on_good_cells_separates_held_out_defects(tmp_path):
     assert main(["elpv", "--out", str(out), "--epochs", "2", "--steps", "120"]) == 0
     report = json.loads((out / "elpv_report.json").read_text())
     test = report["test"]
-    assert test["n_good"] == 250 and test["n_defective"] > 500
-    assert report["calibration"]["n_good"] == report["calibration"]["n_defective"] == 150
-    # Measured with these settings (240 steps, 64 px, 2 cores): AUROC 0.55 overall, 0.76 on
-    # mono cells, 0.49 on poly cells (their grain texture is not learnt in so few steps).
+    counts = test["per_type_thresholds"]
+    assert counts["n_good"] == 250 and counts["n_defective"] > 500
+    assert report["calibration"]["pooled_threshold"]["n_good"] == 150
+    assert report["calibration"]["pooled_threshold"]["n_defective"] == 150
+    assert set(report["thresholds"]["per_type"]) == {"mono", "poly"}
+    # Measured (64 px, 2 cores): 240 steps gave AUROC 0.55 on plain phi, 0.76 on mono cells, 0.49
+    # on poly cells (their grain texture is not learnt in so few steps); 480 steps gave 0.56 / 0.76 /
+    # 0.50, and 0.62 on phi / type threshold with balanced accuracy 0.61.
     assert test["auroc"] > 0.5, report
     assert test["auroc_by_type"]["mono"] > 0.65, report
-    assert test["balanced_accuracy"] > 0.5, report
-    assert (out / "elpv_report.md").read_text().count("|") > 10
+    assert counts["balanced_accuracy"] > 0.5, report
+    assert (out / "elpv_report.md").read_text().count("|") > 20
