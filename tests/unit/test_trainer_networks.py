@@ -82,3 +82,17 @@ def test_discriminator_exposes_logits_and_last_conv_features() -> None:
     side = TINY.patch_size // 2 ** len(TINY.disc_widths)
     assert tuple(out["logits"].shape) == (2, 1)
     assert tuple(out["features"].shape) == (2, side, side, TINY.disc_widths[-1])
+
+
+def test_cpu_profile_generator_gradients_are_finite() -> None:
+    """Regression: TF 2.21's oneDNN crashed computing the filter gradient of a 1x1
+    stride-2 conv at 64x64 (the cpu profile), killing the training process."""
+    import tensorflow as tf
+
+    g = build_generator(PROFILES["cpu"])
+    x = tf.random.uniform((2, 64, 64, 1), seed=1)
+    with tf.GradientTape() as tape:
+        out = g(x, training=True)
+        loss = tf.reduce_mean(tf.abs(out["x_hat"] - x)) + tf.reduce_mean(tf.abs(out["z"] - out["z_hat"]))
+    grads = tape.gradient(loss, g.trainable_variables)
+    assert all(gr is not None and bool(tf.reduce_all(tf.math.is_finite(gr))) for gr in grads)

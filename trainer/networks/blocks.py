@@ -3,8 +3,8 @@
 Encoder blocks (paper 7.2):
   A: three 3x3 convolutions added to a 1x1-convolution shortcut (the width may change);
   B: three 3x3 convolutions added to the block's input (identity shortcut);
-  C: three 3x3 convolutions, the middle one with stride 2, added to a stride-2 1x1
-     convolution of the input: H and W are halved.
+  C: three 3x3 convolutions, the middle one with stride 2, added to a downsampling
+     shortcut (2x2 average pooling and a 1x1 convolution): H and W are halved.
 Decoder blocks mirror them with transposed convolutions; C doubles H and W, its
 shortcut being a 2x2 stride-2 transposed convolution (a 1x1 stride-2 one would leave
 every other pixel empty).
@@ -64,7 +64,12 @@ def residual_block(
     elif transposed:
         shortcut = _conv(True, out_width, 2, 2, f"{name}_short")(pre)
     else:
-        shortcut = _conv(False, out_width, 1, 2, f"{name}_short")(pre)
+        # Average-pool then 1x1 conv (ResNet-D's downsampling shortcut) rather than a
+        # 1x1 stride-2 conv: it sees every pixel instead of one in four, and TF 2.21's
+        # oneDNN Conv2DBackpropFilter crashes (segfault) on 1x1 stride-2 convs with few
+        # channels at 64x64 and above, which the `cpu` profile has.
+        pooled = layers.AveragePooling2D(2, name=f"{name}_short_pool")(pre)
+        shortcut = _conv(False, out_width, 1, 1, f"{name}_short")(pooled)
 
     h = _conv(transposed, inner_width, 3, 1, f"{name}_conv1")(pre)
     h = _pre_activation(h, f"{name}_conv2_pre")
