@@ -24,7 +24,7 @@ from trainer.gan import PerturbedGAN, patches_from
 from trainer.networks.discriminator import build_discriminator
 from trainer.networks.generator import build_generator
 from trainer.schedule import make_optimizer
-from trainer.strategy import choose_strategy, configure_precision, is_chief
+from trainer.strategy import choose_strategy, configure_precision, is_chief, parse_tf_config
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def _checkpoint_dir(base: Path, chief: bool) -> Path:
     """Multi-worker saves are collective: every worker writes, only the chief's copy is kept."""
     if chief:
         return base
-    task = os.environ.get("TF_CONFIG", "")
-    return base.parent / f".worker_tmp_{abs(hash(task)) % 10**8}"
+    task = parse_tf_config(os.environ["TF_CONFIG"])["task"]
+    return base.parent / f".checkpoints_{task['type']}_{task['index']}"
 
 
 def train(

@@ -96,3 +96,14 @@ def test_cpu_profile_generator_gradients_are_finite() -> None:
         loss = tf.reduce_mean(tf.abs(out["x_hat"] - x)) + tf.reduce_mean(tf.abs(out["z"] - out["z_hat"]))
     grads = tape.gradient(loss, g.trainable_variables)
     assert all(gr is not None and bool(tf.reduce_all(tf.math.is_finite(gr))) for gr in grads)
+
+
+def test_generator_survives_keras_save_and_load_with_its_named_parts(tmp_path) -> None:
+    g = build_generator(TINY)
+    path = tmp_path / "generator.keras"
+    g.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    x = np.random.default_rng(2).random((2, TINY.patch_size, TINY.patch_size, 1)).astype(np.float32)
+    for name in ("encoder", "decoder", "encoder_hat"):
+        assert loaded.get_layer(name) is not None
+    np.testing.assert_allclose(loaded(x, training=False)["x_hat"], g(x, training=False)["x_hat"], atol=1e-6)
