@@ -38,13 +38,18 @@ def build_acquisition(
     indices: Sequence[int] | None = None,
     encoding: int = pb.RAW,
     acquired_at_unix_ms: int = 0,
+    camera_timestamp_ns: int = 0,
 ) -> pb.Acquisition:
-    """An Acquisition of ``frames`` at sequence positions ``indices`` (default 0, 1, 2, ...)."""
+    """An Acquisition of ``frames`` at sequence positions ``indices`` (default 0, 1, 2, ...).
+
+    ``camera_timestamp_ns`` stamps every frame: the service takes the earliest
+    stamp as the acquisition's start, so a camera that sets it gets end-to-end times.
+    """
     positions = list(indices) if indices is not None else list(range(len(frames)))
     if len(positions) != len(frames):
         raise ValueError(f"{len(frames)} frames but {len(positions)} indices")
     return pb.Acquisition(
         acquisition_id=acquisition_id, product_id=product_id, run_index=run_index, recipe_id=recipe_id,
-        frames=[encode_frame(f, i, encoding) for f, i in zip(frames, positions)],
+        frames=[encode_frame(f, i, encoding, camera_timestamp_ns) for f, i in zip(frames, positions)],
         acquired_at_unix_ms=acquired_at_unix_ms,
     )

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-import cv2
 import grpc
 import numpy as np
 
+from preprocessor.encode import build_acquisition
 from vialguard.recipe import Recipe
 from vialguard.v1 import inspection_pb2 as pb
 from vialguard.v1 import inspection_pb2_grpc as pb_grpc
@@ -43,12 +43,12 @@ class FrameSelection(str, Enum):
 
 @dataclass(frozen=True)
 class Shot:
-    """One acquisition as the camera holds it: ids, the ground truth, and the 8-bit frames."""
+    """One acquisition as the camera holds it: ids, the ground truth, and the sensor's frames."""
 
     acquisition_id: str
     product_id: str
     run_index: int
-    frames: np.ndarray           # uint8 [frames_per_acquisition, height, width]
+    frames: np.ndarray           # [frames_per_acquisition, height, width], uint8 for a MONO8 recipe
     label: str | None = None     # "good" / "defective" when known (simulated kit)
 
 
@@ -64,36 +64,25 @@ class PushResult:
     late_verdict: bool           # the verdict was fetched after a miss (replayed)
 
 
-def encode_frame(index: int, pixels: np.ndarray, encoding: FrameEncoding, timestamp_ns: int = 0) -> pb.Frame:
-    """One MONO8 frame as the proto wants it: RAW row-major bytes or an 8-bit gray PNG."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 2:
-        raise ValueError(f"frame {index}: the simulated camera sends MONO8 [H, W] uint8, got "
-                         f"{pixels.dtype} {pixels.shape}")
-    if encoding is FrameEncoding.PNG:
-        ok, png = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise ValueError(f"frame {index}: PNG encoding failed")
-        data, wire = png.tobytes(), pb.PNG
-    else:
-        data, wire = np.ascontiguousarray(pixels).tobytes(), pb.RAW
-    height, width = pixels.shape
-    return pb.Frame(index=index, width=width, height=height, pixel_format=pb.MONO8, encoding=wire,
-                    data=data, camera_timestamp_ns=timestamp_ns)
+_WIRE = {FrameEncoding.PNG: pb.PNG, FrameEncoding.RAW: pb.RAW}
 
 
-def build_acquisition(shot: Shot, recipe: Recipe, encoding: FrameEncoding = FrameEncoding.PNG,
-                      selection: FrameSelection = FrameSelection.INSPECTED) -> pb.Acquisition:
-    """The Inspect request for one shot."""
+def acquisition_of(shot: Shot, recipe: Recipe, encoding: FrameEncoding = FrameEncoding.PNG,
+                   selection: FrameSelection = FrameSelection.INSPECTED) -> pb.Acquisition:
+    """The Inspect request for one shot, built by preprocessor.encode (the one encoder the server mirrors)."""
     if shot.frames.shape[0] != recipe.frames_per_acquisition:
         raise ValueError(f"{shot.acquisition_id}: {shot.frames.shape[0]} frames, recipe '{recipe.id}' "
                          f"has {recipe.frames_per_acquisition} per acquisition")
+    sensor_dtype = np.uint8 if recipe.bit_depth == 8 else np.uint16
+    if shot.frames.dtype != sensor_dtype:
+        raise ValueError(f"{shot.acquisition_id}: recipe '{recipe.id}' is MONO{recipe.bit_depth}, the camera "
+                         f"holds {shot.frames.dtype} frames")
     indices = (list(recipe.inspected_frames) if selection is FrameSelection.INSPECTED
                else list(range(recipe.frames_per_acquisition)))
     now_ns = time.time_ns()
-    frames = [encode_frame(i, shot.frames[i], encoding, now_ns) for i in indices]
-    return pb.Acquisition(acquisition_id=shot.acquisition_id, product_id=shot.product_id,
-                          run_index=shot.run_index, recipe_id=recipe.id, frames=frames,
-                          acquired_at_unix_ms=now_ns // 1_000_000)
+    return build_acquisition(shot.acquisition_id, shot.product_id, shot.run_index, recipe.id,
+                             [shot.frames[i] for i in indices], indices, _WIRE[encoding],
+                             acquired_at_unix_ms=now_ns // 1_000_000, camera_timestamp_ns=now_ns)
 
 
 class SimulatedCamera:
@@ -119,7 +108,7 @@ class SimulatedCamera:
     def push(self, shot: Shot) -> PushResult:
         """One Inspect call under the deadline; on a miss, optionally fetch the stored verdict."""
         t0 = time.perf_counter()
-        request = build_acquisition(shot, self.recipe, self.encoding, self.selection)
+        request = acquisition_of(shot, self.recipe, self.encoding, self.selection)
         encode_ms = (time.perf_counter() - t0) * 1000.0
         t1 = time.perf_counter()
         try:

@@ -19,8 +19,7 @@ from vialguard_stack.camera import (
     FrameSelection,
     Shot,
     SimulatedCamera,
-    build_acquisition,
-    encode_frame,
+    acquisition_of,
 )
 
 RECIPE = load_recipe()
@@ -37,8 +36,8 @@ def shot() -> Shot:
 
 @pytest.mark.parametrize("encoding", list(FrameEncoding))
 def test_frames_decode_bit_for_bit_with_the_preprocessors_decoder(encoding: FrameEncoding, shot: Shot) -> None:
-    frame = encode_frame(7, shot.frames[7], encoding)
-    assert frame.pixel_format == pb.MONO8
+    frame = acquisition_of(shot, RECIPE, encoding).frames[1]
+    assert frame.index == 7 and frame.pixel_format == pb.MONO8 and frame.camera_timestamp_ns > 0
     assert frame.encoding == (pb.PNG if encoding is FrameEncoding.PNG else pb.RAW)
     np.testing.assert_array_equal(decode_frame(frame, RECIPE), shot.frames[7])
 
@@ -49,7 +48,7 @@ def test_frames_decode_bit_for_bit_with_the_preprocessors_decoder(encoding: Fram
 ])
 def test_an_acquisition_carries_the_selected_frames_and_passes_the_servers_checks(
         selection: FrameSelection, expected: list[int], shot: Shot) -> None:
-    request = build_acquisition(shot, RECIPE, FrameEncoding.RAW, selection)
+    request = acquisition_of(shot, RECIPE, FrameEncoding.RAW, selection)
     assert [f.index for f in request.frames] == expected
     assert (request.acquisition_id, request.product_id, request.run_index) == ("acq-0001", "product-07", 3)
     check_identity(request, RECIPE)
@@ -58,11 +57,11 @@ def test_an_acquisition_carries_the_selected_frames_and_passes_the_servers_check
         np.testing.assert_array_equal(pixels, shot.frames[index])
 
 
-def test_the_camera_refuses_frames_that_are_not_mono8(shot: Shot) -> None:
+def test_the_camera_refuses_frames_of_another_bit_depth_or_count_than_the_recipes(shot: Shot) -> None:
     with pytest.raises(ValueError, match="MONO8"):
-        encode_frame(0, shot.frames[0].astype(np.uint16), FrameEncoding.RAW)
+        acquisition_of(Shot("a", "p", 0, shot.frames.astype(np.uint16)), RECIPE, FrameEncoding.RAW)
     with pytest.raises(ValueError, match="frames"):
-        build_acquisition(Shot("a", "p", 0, shot.frames[:3]), RECIPE)
+        acquisition_of(Shot("a", "p", 0, shot.frames[:3]), RECIPE)
 
 
 class _FakePreprocessor(pb_grpc.InspectionServicer):
