@@ -4,8 +4,9 @@ The dataset yields float32 batches [B, P, P, 1] in [0, 1] (or (x, ...) / {"patch
 the data pipeline that makes it is someone else's concern. This function picks the
 strategy and precision from the hardware, builds the networks for the profile,
 resumes from workdir/checkpoints if a previous run was interrupted, and logs to
-workdir/tensorboard. It returns the trained generator, which the exporter wraps in
-the inspector graph.
+workdir/tensorboard. It returns the trained generator, always in float32 (weights
+copied when it trained in mixed precision), which the exporter wraps in the inspector
+graph. It seeds Python, NumPy and TensorFlow with config.seed (keras.utils.set_random_seed).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import tensorflow as tf
 from trainer.callbacks import EpochCheckpoint, SampleImages
 from trainer.config import ModelProfile, TrainConfig
 from trainer.gan import PerturbedGAN, patches_from
+from trainer.inspector import float32_generator
 from trainer.networks.discriminator import build_discriminator
 from trainer.networks.generator import build_generator
 from trainer.schedule import make_optimizer
@@ -53,6 +55,15 @@ def check_dataset(dataset: tf.data.Dataset, profile: ModelProfile, role: str) ->
         )
     if not spec.dtype.is_floating:
         raise TrainingDataError(f"{role} dataset yields {spec.dtype.name}; patches must be float32 in [0, 1]")
+    if int(dataset.cardinality()) == 0:
+        raise TrainingDataError(f"{role} dataset is empty: there is nothing to {'train on' if role == 'training' else 'validate on'}")
+
+
+def check_epoch_length(dataset: tf.data.Dataset, steps: int | None, role: str) -> None:
+    """An endless (repeated) dataset needs an explicit epoch length, or epoch 1 never ends."""
+    if steps is None and int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        setting = "steps_per_epoch" if role == "training" else "validation_steps"
+        raise TrainingDataError(f"{role} dataset repeats forever: set {setting} (e.g. patches // batch_size)")
 
 
 def _first_patches(dataset: tf.data.Dataset, count: int) -> np.ndarray:
@@ -78,8 +89,10 @@ def train(
 ) -> keras.Model:
     """Train (or resume training) the GAN; returns the generator."""
     check_dataset(train_ds, profile, "training")
+    check_epoch_length(train_ds, config.steps_per_epoch, "training")
     if val_ds is not None:
         check_dataset(val_ds, profile, "validation")
+        check_epoch_length(val_ds, config.validation_steps, "validation")
     workdir = Path(workdir)
     chief = is_chief(os.environ.get("TF_CONFIG"))
     ckpt_dir = _checkpoint_dir(workdir / config.checkpoint_dirname, chief)
@@ -110,7 +123,7 @@ def train(
         initial_epoch = int(epoch.numpy())
         if initial_epoch >= config.epochs:
             log.info("checkpoint already at epoch %d of %d: nothing left to train", initial_epoch, config.epochs)
-            return generator
+            return _exportable(generator, profile, precision)
 
         callbacks: list[keras.callbacks.Callback] = [EpochCheckpoint(manager, epoch, config.checkpoint_every_steps)]
         if chief:
@@ -129,9 +142,16 @@ def train(
             verbose=config.verbose,
             shuffle=False,  # shuffling is the data pipeline's job (tf.data)
         )
-        return generator
+        return _exportable(generator, profile, precision)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _exportable(generator: keras.Model, profile: ModelProfile, precision: str) -> keras.Model:
+    """The generator in float32: what export, calibration and ONNX Runtime expect."""
+    if precision == "float32":
+        return generator
+    return float32_generator(generator, profile)
 
 
 def _noise_settings(config: TrainConfig) -> dict[str, Any]:

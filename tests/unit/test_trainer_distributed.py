@@ -33,7 +33,8 @@ SCRIPT = textwrap.dedent(
     # Under mixed precision the step counter is the wrapped (inner) optimizer's.
     steps = max(int(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()
                 if k.startswith("g_optimizer/") and k.endswith("_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
-    print(json.dumps({"finite": bool(np.isfinite(x_hat).all()), "steps": steps}))
+    print(json.dumps({"finite": bool(np.isfinite(x_hat).all()), "steps": steps,
+                      "dtype": g.get_layer("encoder").compute_dtype}))
     """
 )
 
@@ -50,6 +51,7 @@ def test_training_runs_distributed_and_in_mixed_precision(mode: str, tmp_path: P
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["finite"]
+    assert report["dtype"] == "float32"  # train() hands back an exportable float32 generator
     if mode == "mirrored":
         assert report["steps"] == 16
     else:

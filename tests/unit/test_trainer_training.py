@@ -78,6 +78,12 @@ def test_dataset_of_wrong_patch_size_is_refused_before_training(tmp_path: Path) 
     unbatched = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 1), np.float32))
     with pytest.raises(TrainingDataError, match="batch the dataset"):
         train(TrainConfig(), TINY, unbatched, None, tmp_path)
+    empty = tf.data.Dataset.from_tensor_slices(np.zeros((0, 32, 32, 1), np.float32)).batch(2)
+    with pytest.raises(TrainingDataError, match="empty"):
+        train(TrainConfig(), TINY, empty, None, tmp_path)
+    endless = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 1), np.float32)).batch(2).repeat()
+    with pytest.raises(TrainingDataError, match="steps_per_epoch"):
+        train(TrainConfig(), TINY, endless, None, tmp_path)
     integers = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 1), np.uint8)).batch(2)
     with pytest.raises(TrainingDataError, match="float32"):
         train(TrainConfig(), TINY, integers, None, tmp_path)
