@@ -21,14 +21,14 @@ import redis
 from preprocessor import convert, exchange, watch
 from preprocessor.config import PreprocessorConfig
 from preprocessor.deadline import Deadline
-from preprocessor.decode import decode_inspected
 from preprocessor.heatmap_store import HeatmapStore
+from preprocessor.patches import cut_inspected
 from preprocessor.validate import RecipeMismatch, check_identity
 from vialguard.errors import AcquisitionError
 from vialguard.heatmap import to_png_gray
 from vialguard.inference import InferenceResult, InferenceUnavailable, Inspector
 from vialguard.messages import ScoresMessage, VerdictMessage
-from vialguard.patching import acquisition_labels, cut_acquisition
+from vialguard.patching import acquisition_labels
 from vialguard.recipe import Recipe
 from vialguard.v1 import inspection_pb2 as pb
 from vialguard.v1 import inspection_pb2_grpc as pb_grpc
@@ -145,9 +145,8 @@ class InspectionService(pb_grpc.InspectionServicer):
     ) -> tuple[dict[str, float], InferenceResult]:
         """Decode, cut, infer and queue; returns this call's stage times and the inference result."""
         try:
-            frames = decode_inspected(acq.frames, self._recipe)
-            decoded = time.perf_counter()
-            patches = cut_acquisition(frames, self._recipe, self._call_inspector(self._inspector.patch_size))
+            cut_out = cut_inspected(acq.frames, self._recipe, lambda: self._call_inspector(self._inspector.patch_size))
+            patches, decoded = cut_out.patches, cut_out.decoded_at
         except AcquisitionError as exc:
             raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         cut = time.perf_counter()
