@@ -55,7 +55,11 @@ def test_interrupted_run_resumes_from_the_saved_epoch_and_step(tmp_path: Path, c
     ckpt_dir = tmp_path / "checkpoints"
     saved = tf.train.load_checkpoint(str(ckpt_dir))
     assert int(saved.get_tensor(ITERATIONS_KEY)) == 4
-    assert any((tmp_path / "tensorboard" / "samples").iterdir())
+    tags = set()
+    for events in (tmp_path / "tensorboard" / "samples").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            tags |= {value.tag for value in event.summary.value}
+    assert {"1_input", "2_reconstruction", "3_heatmap", "5_reconstruction_of_perturbed"} <= tags
 
     # Asking again for 1 epoch restores the weights and trains nothing more.
     again = train(cfg, TINY, ds, None, tmp_path)
@@ -87,3 +91,25 @@ def test_dataset_of_wrong_patch_size_is_refused_before_training(tmp_path: Path) 
     integers = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 1), np.uint8)).batch(2)
     with pytest.raises(TrainingDataError, match="float32"):
         train(TrainConfig(), TINY, integers, None, tmp_path)
+
+
+class _CountingManager:
+    """Stands in for tf.train.CheckpointManager: counts saves."""
+
+    def __init__(self) -> None:
+        self.saves = 0
+
+    def save(self) -> None:
+        self.saves += 1
+
+
+def test_checkpoints_are_saved_each_epoch_and_every_n_steps_when_asked() -> None:
+    from trainer.callbacks import EpochCheckpoint
+
+    manager, epoch = _CountingManager(), tf.Variable(0, dtype=tf.int64)
+    callback = EpochCheckpoint(manager, epoch, every_steps=3)  # type: ignore[arg-type]
+    for step in range(7):
+        callback.on_train_batch_end(step)
+    assert manager.saves == 2
+    callback.on_epoch_end(0)
+    assert manager.saves == 3 and int(epoch.numpy()) == 1
