@@ -20,10 +20,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow 2.21's oneDNN CPU kernels corrupt the heap while training the cpu profile here
-# ("malloc(): corrupted top size", 3 crashes out of 3 within 30 steps; none with it off).
-# Must be set before TensorFlow is imported; export TF_ENABLE_ONEDNN_OPTS=1 to try it again.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from trainer.cli_commands import COMMANDS  # noqa: E402  (commands import TensorFlow lazily)
 from trainer.run_scale import SCALE_FLAGS, SCALES  # noqa: E402

@@ -3,8 +3,8 @@
 ``cpu`` reproduces the committed cpu version on a 2-core machine in about
 15-20 minutes of wall time, measured per step on a shared 2-core machine:
 simulation ~0.5-1.5 s per acquisition (248 of them, two processes), ingestion
-~2,000 patches/s, training ~0.5-0.7 s per step of 16 patches at 64 px
-(1,200 steps), scoring and export about a minute. ``paper`` is the paper's setup: 782 good strips x 10
+~2,000 patches/s, training ~0.35-0.6 s per step of 16 patches at 64 px
+(1,600 steps), scoring and export about a minute. ``paper`` is the paper's setup: 782 good strips x 10
 acquisitions for training (2,815,200 patches with 16 frames + 2 rank images),
 and a Knapp-style test kit of 120 good and 141 defective products x 10 runs.
 Every field can be overridden from the command line.
@@ -51,7 +51,7 @@ class RunScale:
 SCALES: dict[str, RunScale] = {
     "cpu": RunScale(
         name="cpu", train_products=16, train_runs=3, calibration_good=5, calibration_defective=5,
-        test_good=5, test_defective=5, kit_runs=10, epochs=6, steps_per_epoch=200, batch_size=16,
+        test_good=5, test_defective=5, kit_runs=10, epochs=8, steps_per_epoch=200, batch_size=16,
         validation_steps=20, shuffle_buffer=2048, workers=2,
     ),
     "paper": RunScale(

@@ -12,7 +12,6 @@ import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # see trainer/cli.py: oneDNN crashes training here
 
 import numpy as np
 import pytest
