@@ -50,8 +50,8 @@ class RunScale:
 
 SCALES: dict[str, RunScale] = {
     "cpu": RunScale(
-        name="cpu", train_products=16, train_runs=3, calibration_good=5, calibration_defective=5,
-        test_good=5, test_defective=5, kit_runs=10, epochs=8, steps_per_epoch=200, batch_size=16,
+        name="cpu", train_products=16, train_runs=3, calibration_good=8, calibration_defective=8,
+        test_good=10, test_defective=10, kit_runs=10, epochs=8, steps_per_epoch=200, batch_size=16,
         validation_steps=20, shuffle_buffer=2048, workers=2,
     ),
     "paper": RunScale(
