@@ -1,21 +1,52 @@
 # The two commands of the README: `make demo` (run the stack with a simulated
 # camera) and `make test` (the default test run, also what CI runs).
-.PHONY: setup test test-slow demo train-cpu bench lint
+# Extra demo arguments: make demo ARGS="--good 5 --defective 5 --pace-ms 500"
+.PHONY: setup test test-slow demo train-cpu elpv bench bench-inference bench-training bench-stack \
+        proto sim-kit verify-audit
+
+PY := .venv/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 setup:
 	scripts/setup.sh
 
 test: setup
-	.venv/bin/python -m pytest -q
+	$(PY) -m pytest -q
 
+# Long tests kept out of the default run: whole-chain training, real-data check on
+# elpv (installs requirements/elpv.txt), multi-device strategy, stack benchmark.
 test-slow: setup
-	.venv/bin/python -m pytest -q -m slow
+	$(PY) -m pip install --quiet -r requirements/elpv.txt
+	$(PY) -m pytest -q -m slow
 
 demo: setup
-	.venv/bin/python -m vialguard_stack.demo
+	$(PY) -m vialguard_stack.demo $(ARGS)
 
+# Reproduces the committed cpu version: simulate -> ingest -> train -> calibrate
+# -> evaluate on a held-out kit -> export a new version (about 25 min on 2 cores).
 train-cpu: setup
-	.venv/bin/python -m trainer.cli all --profile cpu --out model_repository
+	$(PY) -m trainer.cli all --profile cpu --out model_repository
 
-bench: setup
-	.venv/bin/python -m benchmarks.run_all
+elpv: setup
+	$(PY) -m pip install --quiet -r requirements/elpv.txt
+	$(PY) -m trainer.cli elpv --out runs/elpv
+
+bench: bench-inference bench-training bench-stack
+
+bench-inference: setup
+	$(PY) -m benchmarks.inference
+
+bench-training: setup
+	$(PY) -m benchmarks.training
+
+bench-stack: setup
+	$(PY) -m benchmarks.stack --repository model_repository
+
+proto: setup
+	scripts/gen_proto.sh
+
+sim-kit: setup
+	$(PY) -m vialguard.simulator.cli kit --out data/kit --good 10 --defective 10 --runs 10 --seed 1
+
+verify-audit: setup
+	$(PY) -m aggregator.audit verify var/audit/verdicts.sqlite3
