@@ -233,6 +233,22 @@ def export_model(generator: Any, profile: Any, calibration: Any, report_files: d
                           calibration.training_data_digest, extra_files=triton_backend_files())
 
 
+def roll_out(triton_url: str | None, version: int, repository: Path) -> None:
+    """Ask Triton to load the version just published (explicit model control), if a URL is given.
+
+    Without a URL the version only waits in the repository: a line engineer rolls it
+    out with ``python -m vialguard_stack.rollout --version N`` when the line allows.
+    """
+    if not triton_url:
+        log.info("no Triton URL given: version %d is published but not loaded", version)
+        return
+    from vialguard_stack.rollout import load_version
+
+    result = load_version(triton_url, version, repository)
+    log.info("Triton at %s now serves version %d (%d px patches), loaded in %.1f s",
+             triton_url, result.version, result.patch_size, result.load_s)
+
+
 def _check_kit(kit: Path, profile: Any) -> None:
     index = load_index(kit)
     if index.frames != "inspected":

@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulate the training set, calibration kit and held-out test kit")
     p.add_argument("--workdir", type=Path, required=True, help="data goes to WORKDIR/data/{train,calibration,test}")
     p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
+    _add_triton_flag(p)
     _add_scale_flags(p)
 
     p = sub.add_parser("ingest", help="cut a dataset into patches and write sharded TFRecords + index.json")
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=_existing_file, required=True)
     p.add_argument("--report-dir", type=_existing_dir, required=True, help="output of `evaluate`")
     p.add_argument("--out", type=Path, default=Path("model_repository"), help="model repository")
+    _add_triton_flag(p)
     _add_model_flags(p)
 
     p = sub.add_parser("all", help="simulate -> ingest -> train -> calibrate -> evaluate -> export")
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="model profile (default: the scale's: cpu -> cpu, paper -> paper, "
                                      "smoke -> tiny)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
+    _add_triton_flag(p)
     _add_scale_flags(p)
     _add_train_flags(p)
 
@@ -149,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--generator", type=_existing_file, help="judge this saved generator.keras instead of training")
     return parser
+
+
+def _add_triton_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--triton", metavar="HOST:PORT", default=os.environ.get("VIALGUARD_TRITON_URL"),
+                   help="after publishing, ask this Triton (gRPC) to load the new version with explicit "
+                        "model control and pin it (default: $VIALGUARD_TRITON_URL; unset: publish only)")
 
 
 def main(argv: list[str] | None = None) -> int:

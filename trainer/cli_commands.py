@@ -113,6 +113,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     version = chain.export_model(chain.load_generator(args.generator), profile, Calibration.load(args.calibration),
                                  files, args.out, recipe)
     print(f"published inspector version {version} in {args.out}")
+    chain.roll_out(args.triton, version, args.out)
     return 0
 
 
@@ -149,6 +150,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     })
     print(f"published inspector version {version} in {args.out} "
           f"(run accuracy {evaluation.per_run.accuracy:.4f} on the held-out kit); work files in {layout.root}")
+    step("rollout", lambda: chain.roll_out(args.triton, version, args.out))
     return 0
 
 
