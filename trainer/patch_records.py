@@ -117,8 +117,10 @@ def parse_batch(serialized, patch_size: int, bit_depth: int, with_metadata: bool
     parsed = tf.io.parse_example(serialized, spec)
     dtype = tf.uint8 if bit_depth == 8 else tf.uint16
     pixels = tf.io.decode_raw(parsed[PATCH], dtype, little_endian=True)
-    scale = tf.constant(1.0 / ((1 << bit_depth) - 1), tf.float32)
-    patches = tf.reshape(tf.cast(pixels, tf.float32) * scale, [-1, patch_size, patch_size, 1])
+    # Divide, as vialguard.patching.to_unit_float does: multiplying by 1/255 leaves
+    # half of the grey levels 1 ulp away from what the line's patches hold.
+    top = tf.constant(float((1 << bit_depth) - 1), tf.float32)
+    patches = tf.reshape(tf.cast(pixels, tf.float32) / top, [-1, patch_size, patch_size, 1])
     patches.set_shape(serialized.shape.concatenate([patch_size, patch_size, 1]))  # keep a static batch
     if not with_metadata:
         return patches
