@@ -6,12 +6,12 @@ seconds and milliseconds.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
+from vialguard.service_config import settings_from_args, settings_from_env
 
 
 def default_consumer_name() -> str:
@@ -60,39 +60,11 @@ ENV_VARS: dict[str, str] = {
     "AGGREGATOR_LOG_LEVEL": "log_level",
 }
 
-_TYPES = {f.name: f.type for f in fields(AggregatorConfig)}
-
-
-def _convert(name: str, raw: str) -> object:
-    kind = _TYPES[name]
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "Path":
-            return Path(raw)
-        return raw
-    except ValueError as exc:
-        raise ValueError(f"aggregator setting {name}={raw!r} is not a valid {kind}") from exc
-
-
 def from_env(environ: Mapping[str, str] | None = None, base: AggregatorConfig | None = None) -> AggregatorConfig:
-    """Defaults overridden by whichever of ENV_VARS are set."""
-    environ = os.environ if environ is None else environ
-    changes = {name: _convert(name, environ[var]) for var, name in ENV_VARS.items() if environ.get(var, "") != ""}
-    return replace(base or AggregatorConfig(), **changes)
+    """Defaults overridden by whichever of ENV_VARS are set (and not empty)."""
+    return settings_from_env(AggregatorConfig, ENV_VARS, "aggregator", environ, base)
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> AggregatorConfig:
     """Command line over environment over defaults."""
-    env_config = from_env(environ)
-    parser = argparse.ArgumentParser(prog="python -m aggregator", description="vialguard aggregator: scores -> verdicts (Redis Streams consumer group)")
-    for var, name in ENV_VARS.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, default=None,
-            help=f"default {getattr(env_config, name) or 'hostname-pid'!s} (env {var})",
-        )
-    args = parser.parse_args(argv)
-    changes = {name: _convert(name, value) for name, value in vars(args).items() if value is not None}
-    return replace(env_config, **changes)
+    return settings_from_args(AggregatorConfig, ENV_VARS, "aggregator", "python -m aggregator", "vialguard aggregator: scores -> verdicts (Redis Streams consumer group)", argv, environ)

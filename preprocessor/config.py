@@ -6,11 +6,10 @@ up seconds and milliseconds.
 """
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from vialguard.redis_url import display_redis_url
+from vialguard.service_config import settings_from_args, settings_from_env
 
 MIB = 1024 * 1024
 
@@ -78,38 +77,11 @@ ENV_VARS: dict[str, str] = {
     "PREPROCESSOR_LOG_LEVEL": "log_level",
 }
 
-_TYPES = {f.name: f.type for f in fields(PreprocessorConfig)}
-
-
-def _convert(name: str, raw: str) -> object:
-    kind = _TYPES[name]
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        return raw
-    except ValueError as exc:
-        raise ValueError(f"preprocessor setting {name}={raw!r} is not a valid {kind}") from exc
-
-
-def from_env(environ: Mapping[str, str] | None = None,
-             base: PreprocessorConfig | None = None) -> PreprocessorConfig:
+def from_env(environ: Mapping[str, str] | None = None, base: PreprocessorConfig | None = None) -> PreprocessorConfig:
     """Defaults overridden by whichever of ENV_VARS are set (and not empty)."""
-    environ = os.environ if environ is None else environ
-    changes = {name: _convert(name, environ[var]) for var, name in ENV_VARS.items() if environ.get(var, "") != ""}
-    return replace(base or PreprocessorConfig(), **changes)
+    return settings_from_env(PreprocessorConfig, ENV_VARS, "preprocessor", environ, base)
 
 
-def parse_args(argv: Sequence[str] | None = None,
-               environ: Mapping[str, str] | None = None) -> PreprocessorConfig:
+def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> PreprocessorConfig:
     """Command line over environment over defaults."""
-    env_config = from_env(environ)
-    parser = argparse.ArgumentParser(prog="python -m preprocessor", description=__doc__.splitlines()[0])
-    for var, name in ENV_VARS.items():
-        shown = env_config.redis_display if name == "redis_url" else getattr(env_config, name)
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
-                            help=f"default {shown!s} (env {var})")
-    args = parser.parse_args(argv)
-    changes = {name: _convert(name, value) for name, value in vars(args).items() if value is not None}
-    return replace(env_config, **changes)
+    return settings_from_args(PreprocessorConfig, ENV_VARS, "preprocessor", "python -m preprocessor", __doc__.splitlines()[0], argv, environ)
