@@ -39,7 +39,9 @@ def _train_config(args: argparse.Namespace, scale: RunScale | None = None) -> An
     steps = getattr(args, "steps", None) or (scale.steps_per_epoch if scale else None)
     batch = getattr(args, "batch_size", None) or (scale.batch_size if scale else None)
     seed = getattr(args, "seed", None)
-    for name, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch), ("seed", seed)):
+    learning_rate = scale.learning_rate if scale else None
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch), ("seed", seed),
+                        ("learning_rate", learning_rate)):
         if value is not None:
             flags.append(f"{name}={value}")
     # flags first, so that an explicit --set wins over a preset
