@@ -1,0 +1,119 @@
+"""End to end with the committed model: camera -> gRPC -> preprocessor -> Triton -> Redis
+-> aggregator -> verdict, every part real (redis-server, tritonserver, both services as
+processes), on a simulated Knapp-style kit that was used neither for training nor for
+calibration.
+
+What the line needs from the whole stack, checked here:
+- every acquisition gets exactly one verdict (stream, audit), a retry replays it;
+- the verdict is the one the model version's own thresholds give to its own scores:
+  recomputed offline (ONNX Runtime on the patches cut by vialguard.patching, the
+  version's calibration, eq. 13), decision by decision, score by score (1e-4);
+- defective strips are rejected and good ones accepted at the rates the version's
+  report claims for strips (within the sampling error of a small kit).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import redis
+
+from tests.integration.triton_support import triton_installation
+from vialguard.decision import decide_strip
+from vialguard.inspector_io import ONNX_FILENAME, REPORT_JSON_FILENAME
+from vialguard.messages import VERDICTS_STREAM
+from vialguard.model_repository import latest_version, load_version_calibration, version_dir
+from vialguard.patching import acquisition_labels, cut_acquisition, select_inspected
+from vialguard.recipe import load_recipe
+from vialguard.v1 import inspection_pb2 as pb
+from vialguard_stack.camera import FrameEncoding, SimulatedCamera
+from vialguard_stack.kit_source import HELD_OUT_SEED, simulated_shots
+from vialguard_stack.local_stack import REPO_ROOT, StackSettings, local_stack
+
+pytestmark = pytest.mark.integration
+
+REPOSITORY = REPO_ROOT / "model_repository"
+RECIPE = load_recipe()
+GOOD, DEFECTIVE, RUNS = 2, 2, 10
+
+
+@pytest.fixture(scope="module")
+def version() -> int:
+    newest = latest_version(REPOSITORY)
+    assert newest is not None, "no model version is committed in model_repository/inspector (make train-cpu)"
+    return newest
+
+
+@pytest.fixture(scope="module")
+def kit_run(version: int, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Push the kit through the running stack once; the tests below read what came back."""
+    triton_installation()
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make setup installs it)")
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    shots = list(simulated_shots(RECIPE, GOOD, DEFECTIVE, RUNS, seed=HELD_OUT_SEED + 7))
+    with local_stack(StackSettings(run_dir=run_dir, repository=REPOSITORY, version=version)) as stack:
+        camera = SimulatedCamera(stack.preprocessor_target, RECIPE, encoding=FrameEncoding.RAW, deadline_ms=5_000)
+        results = list(camera.run(shots))
+        retry = camera.push(shots[0])
+        client = redis.Redis.from_url(stack.redis_url)
+        stream = [json.loads(fields[b"data"]) if b"data" in fields else fields
+                  for _, fields in client.xrange(VERDICTS_STREAM)]
+        client.close()
+    audit = sqlite3.connect(run_dir / "audit" / "verdicts.sqlite3")
+    audit_ids = [row[0] for row in audit.execute("SELECT acquisition_id FROM verdicts")]
+    audit.close()
+    return {"shots": shots, "results": results, "retry": retry, "stream": stream, "audit_ids": audit_ids}
+
+
+def test_every_acquisition_gets_exactly_one_verdict(kit_run: dict) -> None:
+    ids = [s.acquisition_id for s in kit_run["shots"]]
+    assert [r.status for r in kit_run["results"]] == ["OK"] * len(ids)
+    assert [r.verdict.acquisition_id for r in kit_run["results"]] == ids
+    assert sorted(kit_run["audit_ids"]) == sorted(ids)
+    streamed = [v.get("acquisition_id", v.get(b"acquisition_id")) for v in kit_run["stream"]]
+    assert sorted(streamed) == sorted(ids)
+
+
+def test_a_retry_replays_the_same_verdict(kit_run: dict) -> None:
+    first, retry = kit_run["results"][0].verdict, kit_run["retry"].verdict
+    assert retry.replayed and not first.replayed
+    assert retry.decision == first.decision and retry.strip_score == first.strip_score
+
+
+def test_verdicts_are_the_versions_own_thresholds_on_its_own_scores(kit_run: dict, version: int) -> None:
+    calibration = load_version_calibration(REPOSITORY, version)
+    session = ort.InferenceSession(str(version_dir(REPOSITORY, version) / ONNX_FILENAME),
+                                   providers=["CPUExecutionProvider"])
+    regions = [label.region for label in acquisition_labels(RECIPE)]
+    for shot, result in zip(kit_run["shots"], kit_run["results"]):
+        verdict = result.verdict
+        assert verdict.model_version == version
+        patches = cut_acquisition(select_inspected(shot.frames, RECIPE), RECIPE, calibration.patch_size)
+        scores = session.run(["score"], {"patches": patches})[0].reshape(-1)
+        served = np.array([p.score for p in verdict.patches])
+        np.testing.assert_allclose(served, scores, atol=1e-4)
+        expected = decide_strip(scores, regions, calibration.serving_thresholds)
+        assert pb.Decision.Name(verdict.decision) == expected.decision.value, shot.acquisition_id
+        assert [p.threshold for p in verdict.patches] == pytest.approx(expected.thresholds.tolist())
+
+
+def test_rejection_rates_agree_with_the_versions_report(kit_run: dict, version: int) -> None:
+    report = json.loads((version_dir(REPOSITORY, version) / REPORT_JSON_FILENAME).read_text())
+    strip = report["serving"]["strip"]  # strips judged with the thresholds the line serves
+    good = [r for r in kit_run["results"] if r.shot.label == "good"]
+    bad = [r for r in kit_run["results"] if r.shot.label == "defective"]
+    accepted = sum(pb.Decision.Name(r.verdict.decision) == "ACCEPT" for r in good) / len(good)
+    rejected = sum(pb.Decision.Name(r.verdict.decision) == "REJECT" for r in bad) / len(bad)
+    for observed, claimed, n in ((accepted, strip["good_accepted_rate"], len(good)),
+                                 (rejected, strip["defects_rejected_rate"], len(bad))):
+        # Runs of one product are correlated: count products, not acquisitions, for the error.
+        sigma = math.sqrt(max(claimed * (1 - claimed), 0.05) / (n / RUNS))
+        assert abs(observed - claimed) <= 3 * sigma, (observed, claimed)
+    assert rejected > 1 - accepted, "the stack must separate defective strips from good ones"
