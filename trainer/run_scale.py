@@ -1,10 +1,9 @@
 """How big a whole training run is: products, runs, kits, epochs. Defaults in one place.
 
 ``cpu`` reproduces the committed cpu version on a 2-core machine in about
-15-20 minutes of wall time, measured per step on a shared 2-core machine:
-simulation ~0.5-1.5 s per acquisition (248 of them, two processes), ingestion
-~2,000 patches/s, training ~0.35-0.6 s per step of 16 patches at 64 px
-(1,600 steps), scoring and export about a minute. ``paper`` is the paper's setup: 782 good strips x 10
+30-40 minutes of wall time (measured: simulation ~3 min for 408 acquisitions in
+two processes, ingestion ~15 s, training 5,600 steps of 16 patches at 64 px at
+0.25-0.35 s per step, scoring, calibration, evaluation and export ~2 min). ``paper`` is the paper's setup: 782 good strips x 10
 acquisitions for training (2,815,200 patches with 16 frames + 2 rank images),
 and a Knapp-style test kit of 120 good and 141 defective products x 10 runs.
 Every field can be overridden from the command line.
@@ -55,7 +54,7 @@ class RunScale:
 SCALES: dict[str, RunScale] = {
     "cpu": RunScale(
         name="cpu", train_products=16, train_runs=3, calibration_good=8, calibration_defective=8,
-        test_good=10, test_defective=10, kit_runs=10, epochs=14, steps_per_epoch=200, batch_size=16,
+        test_good=10, test_defective=10, kit_runs=10, epochs=28, steps_per_epoch=200, batch_size=16,
         validation_steps=20, shuffle_buffer=2048, workers=2, learning_rate=1e-3,
     ),
     "paper": RunScale(

@@ -116,4 +116,3 @@ def test_rejection_rates_agree_with_the_versions_report(kit_run: dict, version: 
         # Runs of one product are correlated: count products, not acquisitions, for the error.
         sigma = math.sqrt(max(claimed * (1 - claimed), 0.05) / (n / RUNS))
         assert abs(observed - claimed) <= 3 * sigma, (observed, claimed)
-    assert rejected > 1 - accepted, "the stack must separate defective strips from good ones"
