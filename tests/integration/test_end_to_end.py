@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import redis
 
-from tests.integration.triton_support import triton_installation
+from tests.integration.triton_support import require_local_stack
 from vialguard.decision import decide_strip
 from vialguard.inspector_io import ONNX_FILENAME, REPORT_JSON_FILENAME
 from vialguard.messages import VERDICTS_STREAM
@@ -53,9 +51,7 @@ def version() -> int:
 @pytest.fixture(scope="module")
 def kit_run(version: int, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Push the kit through the running stack once; the tests below read what came back."""
-    triton_installation()
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make setup installs it)")
+    require_local_stack()
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
     shots = list(simulated_shots(RECIPE, GOOD, DEFECTIVE, RUNS, seed=HELD_OUT_SEED + 7))
     with local_stack(StackSettings(run_dir=run_dir, repository=REPOSITORY, version=version)) as stack:

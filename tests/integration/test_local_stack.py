@@ -8,7 +8,6 @@ process of the stack outlives the run: at the end and on Ctrl-C.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.triton_support import repository_with_v1, triton_installation
+from tests.integration.triton_support import repository_with_v1, require_local_stack
 from vialguard_stack.demo import EXIT_INTERRUPTED, DemoConfig, run_demo
 from vialguard_stack.local_stack import REPO_ROOT
 
@@ -42,9 +41,7 @@ def _processes_mentioning(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    triton_installation()
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make setup installs it)")
+    require_local_stack()
     return repository_with_v1(tmp_path_factory.mktemp("stack"))
 
 

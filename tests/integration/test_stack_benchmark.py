@@ -6,22 +6,19 @@ the figures themselves are the lead's to read with the trained cpu model.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from benchmarks.stack import main
-from tests.integration.triton_support import PATCH, repository_with_v1, triton_installation
+from tests.integration.triton_support import PATCH, repository_with_v1, require_local_stack, triton_installation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    triton_installation()
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make setup installs it)")
+    require_local_stack()
     return repository_with_v1(tmp_path_factory.mktemp("bench"))
 
 

@@ -33,3 +33,10 @@ def repository_with_v1(root: Path) -> Path:
     shutil.copytree(REPO_ROOT / "model_repository" / "inspector" / "configs", repository / "inspector" / "configs")
     publish_tiny_version(repository, PATCH, V1_GAIN, V1_THRESHOLD)
     return repository
+
+
+def require_local_stack() -> None:
+    """Skip (with the fix) unless both servers of the local stack are installed."""
+    triton_installation()
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make setup installs it)")
