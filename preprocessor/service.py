@@ -154,7 +154,8 @@ class InspectionService(pb_grpc.InspectionServicer):
             raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"the deadline passed before inference could start (decoding and patching took "
                           f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer deadline")
-        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()),
+                                      deadline)
         inferred = time.perf_counter()
         if result.scores.shape != (len(self._labels),):
             raise Failure(grpc.StatusCode.INTERNAL,
@@ -174,10 +175,15 @@ class InspectionService(pb_grpc.InspectionServicer):
         self._redis_call("queuing the scores", False, lambda: exchange.enqueue(self._redis, message))
         return local_ms, result
 
-    def _call_inspector(self, call):  # type: ignore[no-untyped-def]
+    def _call_inspector(self, call, deadline: Deadline | None = None):  # type: ignore[no-untyped-def]
         try:
             return call()
         except InferenceUnavailable as exc:
+            if deadline is not None and deadline.expired():
+                # Triton was slow, not down: the camera should read a deadline, not an outage.
+                raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"inference did not finish before the deadline ({exc}); nothing was queued, "
+                              f"retry with the same acquisition_id or a longer deadline") from exc
             raise Failure(grpc.StatusCode.UNAVAILABLE,
                           f"the inference server (Triton at {self._config.triton_url}, model "
                           f"'{self._config.model_name}') did not answer: {exc}; nothing was queued, retry") from exc

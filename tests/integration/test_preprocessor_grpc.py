@@ -170,6 +170,20 @@ def test_oversize_message_is_resource_exhausted_naming_the_limit(stack: Stack) -
     assert inspect(stack, acquisition("acq-after-huge")).decision == pb.ACCEPT  # the server is unharmed
 
 
+def test_inference_slower_than_the_deadline_is_deadline_exceeded_not_an_outage(stack: Stack) -> None:
+    # The server's own deadline (300 ms, the caller sets none) runs out while Triton is still busy.
+    own = open_stack(stack.redis_server, replace(make_config(stack.redis_server.url), deadline_ms=300))
+    own.inspector.delay_s, own.inspector.fail_with = 0.4, "timed out after 0.3 s"
+    try:
+        error = rpc_error(own.stub.Inspect, acquisition("acq-slow-triton"))
+    finally:
+        close_stack(own)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "inference did not finish before the deadline" in error.details()
+    assert "nothing was queued" in error.details()
+    assert stack.redis.xlen(SCORES_STREAM) == 0
+
+
 def test_inference_server_down_is_unavailable_and_a_retry_inspects_afresh(stack: Stack) -> None:
     stack.inspector.fail_with = "connection refused"
     error = rpc_error(stack.stub.Inspect, acquisition("acq-triton"), timeout=5)
