@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = StackSettings(run_dir=a.run_dir or Path(scratch) / "run", repository=a.repository,
                                  recipe=a.recipe, version=a.version)
         try:
-            version = preflight(settings).version
+            preflight(settings)  # refuse before rendering; local_stack checks again when it starts
         except StackNotReady as exc:
             print(f"benchmarks.stack: {exc}", file=sys.stderr)
             return 2
