@@ -19,7 +19,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from vialguard.inference import InferenceResult, InferenceUnavailable
+from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable
 from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE
 
 RETRYABLE = ("StatusCode.UNAVAILABLE",)  # server down, restarting, or between two versions
@@ -94,7 +94,7 @@ class TritonInspector:
 
     def _call(self, call, deadline: float, what: str):  # type: ignore[no-untyped-def]
         """Run `call(client, remaining_s)`; on a dropped connection retry on a new channel until the deadline."""
-        last, attempts = "the deadline had already passed", 0
+        last, attempts, timed_out = "the deadline had already passed", 0, False
         while attempts < self.max_attempts:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -107,11 +107,15 @@ class TritonInspector:
                 if status == "StatusCode.INVALID_ARGUMENT":
                     raise InferenceRejected(f"Triton's '{self.model_name}' refused the patches: {last}") from exc
                 if status == "StatusCode.DEADLINE_EXCEEDED":
+                    timed_out = True
                     break
                 if status not in RETRYABLE:
                     raise InferenceUnavailable(f"Triton at {self.url} failed {what}: {status} {last}") from exc
                 self._reconnect(client)
                 time.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+        if timed_out or deadline - time.monotonic() <= 0:
+            raise InferenceTimeout(
+                f"Triton at {self.url} did not finish {what} within the deadline ({attempts} attempts): {last}")
         raise InferenceUnavailable(
             f"Triton at {self.url} did not answer {what} within the deadline ({attempts} attempts): {last}"
         )

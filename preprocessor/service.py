@@ -26,7 +26,7 @@ from preprocessor.patches import cut_inspected
 from preprocessor.validate import RecipeMismatch, check_identity
 from vialguard.errors import AcquisitionError
 from vialguard.heatmap import to_png_gray
-from vialguard.inference import InferenceResult, InferenceUnavailable, Inspector
+from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable, Inspector
 from vialguard.messages import ScoresMessage, VerdictMessage
 from vialguard.patching import acquisition_labels
 from vialguard.recipe import Recipe
@@ -154,8 +154,7 @@ class InspectionService(pb_grpc.InspectionServicer):
             raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"the deadline passed before inference could start (decoding and patching took "
                           f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer deadline")
-        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()),
-                                      deadline)
+        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
         inferred = time.perf_counter()
         if result.scores.shape != (len(self._labels),):
             raise Failure(grpc.StatusCode.INTERNAL,
@@ -175,15 +174,14 @@ class InspectionService(pb_grpc.InspectionServicer):
         self._redis_call("queuing the scores", False, lambda: exchange.enqueue(self._redis, message))
         return local_ms, result
 
-    def _call_inspector(self, call, deadline: Deadline | None = None):  # type: ignore[no-untyped-def]
+    def _call_inspector(self, call):  # type: ignore[no-untyped-def]
         try:
             return call()
+        except InferenceTimeout as exc:  # slow, not down
+            raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          f"inference did not finish before the deadline ({exc}); nothing was queued, "
+                          f"retry with the same acquisition_id or a longer deadline") from exc
         except InferenceUnavailable as exc:
-            if deadline is not None and deadline.expired():
-                # Triton was slow, not down: the camera should read a deadline, not an outage.
-                raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
-                              f"inference did not finish before the deadline ({exc}); nothing was queued, "
-                              f"retry with the same acquisition_id or a longer deadline") from exc
             raise Failure(grpc.StatusCode.UNAVAILABLE,
                           f"the inference server (Triton at {self._config.triton_url}, model "
                           f"'{self._config.model_name}') did not answer: {exc}; nothing was queued, retry") from exc

@@ -16,6 +16,14 @@ class InferenceUnavailable(Exception):
     """The inference server cannot answer now (down, not ready, deadline exceeded)."""
 
 
+class InferenceTimeout(InferenceUnavailable):
+    """The inference server was reachable but did not finish before the deadline.
+
+    Kept apart from an outage so the camera is told DEADLINE_EXCEEDED (slow), not
+    UNAVAILABLE (down): a line engineer would otherwise chase an outage that is not there.
+    """
+
+
 @dataclass(frozen=True)
 class InferenceResult:
     scores: np.ndarray     # float32 [N]

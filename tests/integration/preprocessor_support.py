@@ -26,7 +26,7 @@ from preprocessor import exchange
 from preprocessor.config import MIB, PreprocessorConfig
 from preprocessor.server import RunningServer, start_server
 from tests.integration.redis_server import RedisServer
-from vialguard.inference import InferenceResult, InferenceUnavailable
+from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable
 from vialguard.messages import SCORES_STREAM, PatchVerdict, RunPolicyState, ScoresMessage, VerdictMessage
 from vialguard.recipe import load_recipe
 from vialguard.v1 import inspection_pb2_grpc as pb_grpc
@@ -45,6 +45,7 @@ class RecordingInspector:
         self.last_patches: np.ndarray | None = None
         self.fail_with = ""     # set: infer raises InferenceUnavailable with this message
         self.delay_s = 0.0      # set: infer takes this long (then answers or fails)
+        self.times_out = False  # set: infer raises InferenceTimeout (Triton busy past the deadline)
         self.ready = True
 
     def patch_size(self) -> int:
@@ -55,6 +56,8 @@ class RecordingInspector:
 
     def infer(self, patches: np.ndarray, timeout_s: float) -> InferenceResult:
         time.sleep(self.delay_s)
+        if self.times_out:
+            raise InferenceTimeout(f"did not finish within {timeout_s:.3f} s")
         if self.fail_with:
             raise InferenceUnavailable(self.fail_with)
         self.calls += 1

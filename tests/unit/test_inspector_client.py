@@ -9,7 +9,7 @@ from tritonclient.utils import InferenceServerException
 
 import preprocessor.inspector_client as module
 from preprocessor.inspector_client import InferenceRejected, TritonInspector
-from vialguard.inference import InferenceUnavailable
+from vialguard.inference import InferenceTimeout, InferenceUnavailable
 
 
 class FakeResponse:
@@ -85,6 +85,19 @@ def test_retries_are_bounded(fake: type[FakeClient]) -> None:
     with pytest.raises(InferenceUnavailable, match=r"\(3 attempts\): failed to connect"):
         TritonInspector("x:1", max_attempts=3).infer(patches(), timeout_s=5.0)
     assert len(fake.script) == 7
+
+
+def test_a_deadline_that_runs_out_is_a_timeout_not_an_outage(fake: type[FakeClient]) -> None:
+    fake.script = [InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED")]
+    with pytest.raises(InferenceTimeout, match="did not finish"):
+        TritonInspector("x:1").infer(patches(), timeout_s=0.05)
+
+
+def test_retries_that_give_up_in_time_are_an_outage(fake: type[FakeClient]) -> None:
+    fake.script = [unavailable() for _ in range(3)]
+    with pytest.raises(InferenceUnavailable) as raised:
+        TritonInspector("x:1", max_attempts=3).infer(patches(), timeout_s=5.0)
+    assert not isinstance(raised.value, InferenceTimeout)
 
 
 def test_refused_patches_are_not_retried(fake: type[FakeClient]) -> None:
