@@ -19,7 +19,7 @@ from trainer.run_scale import SCALES
 from trainer.shard_index import load_index
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("simulate", "ingest", "train", "calibrate", "evaluate", "export", "all", "elpv")
+SUBCOMMANDS = ("simulate", "ingest", "train", "calibrate", "evaluate", "export", "all", "elpv", "validate", "import")
 
 
 def test_every_subcommand_has_a_handler_and_a_help_page(capsys):
@@ -103,7 +103,7 @@ def test_simulate_then_ingest_end_to_end_with_three_independent_sets(tmp_path, c
     assert main(["ingest", "--dataset", str(work / "data" / "test"), "--out", str(work / "p" / "test"),
                  "--frames", "inspected", "--val-fraction", "0"]) == 0
     train, test = load_index(work / "p" / "train"), load_index(work / "p" / "test")
-    assert train.count(None) == 2 * 18 * 20 and train.patch_size == 64  # cpu profile
+    assert train.count(None) == 2 * 18 * 20 and train.patch_size == 256  # cpu profile: native regions
     assert set(train.splits["train"].products).isdisjoint(train.splits["validation"].products)
     assert test.count(None) == 2 * 60
     assert sum(c["defective"] for c in test.splits["train"].counts.values()) > 0

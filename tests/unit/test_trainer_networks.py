@@ -51,7 +51,22 @@ def test_cpu_profile_keeps_four_stages_of_the_paper_architecture() -> None:
     p = PROFILES["cpu"]
     features = build_encoder_features(p)
     assert len(p.stage_widths) == 4
-    assert tuple(features.output.shape) == (None, p.patch_size // 16, p.patch_size // 16, p.stage_widths[-1])
+    assert p.patch_size == 256  # the recipe's native region: nothing resampled away
+    side = p.patch_size // (p.space_to_depth * 16)
+    assert tuple(features.output.shape) == (None, side, side, p.stage_widths[-1]) == (None, 4, 4, 64)
+
+
+def test_space_to_depth_stem_and_depth_to_space_head_are_exact_inverses() -> None:
+    from trainer.networks.generator import depth_to_space, space_to_depth
+
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, depth_to_space(space_to_depth(inputs, 4, "s2d"), 4, "d2s"))
+    x = np.random.default_rng(2).random((2, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_array_equal(model(x).numpy(), x)
+    import tensorflow as tf
+
+    stem = keras.Model(inputs, space_to_depth(inputs, 4, "s2d_only"))
+    np.testing.assert_array_equal(stem(x).numpy(), tf.nn.space_to_depth(x, 4).numpy())
 
 
 def test_generator_outputs_reconstruction_in_unit_range_and_64_latents() -> None:
@@ -90,7 +105,7 @@ def test_cpu_profile_generator_gradients_are_finite() -> None:
     import tensorflow as tf
 
     g = build_generator(PROFILES["cpu"])
-    x = tf.random.uniform((2, 64, 64, 1), seed=1)
+    x = tf.random.uniform((2, PROFILES["cpu"].patch_size, PROFILES["cpu"].patch_size, 1), seed=1)
     with tf.GradientTape() as tape:
         out = g(x, training=True)
         loss = tf.reduce_mean(tf.abs(out["x_hat"] - x)) + tf.reduce_mean(tf.abs(out["z"] - out["z_hat"]))

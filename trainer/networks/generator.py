@@ -18,10 +18,29 @@ DECODER_NAME = "decoder"
 ENCODER_HAT_NAME = "encoder_hat"
 
 
+def space_to_depth(x: keras.KerasTensor, block: int, name: str) -> keras.KerasTensor:
+    """[H, W, C] -> [H/b, W/b, C*b*b] with built-in layers only (Reshape/Permute: ONNX Reshape/Transpose)."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    x = layers.Reshape((h // block, block, w // block, block * c), name=f"{name}_split")(x)
+    x = layers.Permute((1, 3, 2, 4), name=f"{name}_permute")(x)
+    return layers.Reshape((h // block, w // block, block * block * c), name=f"{name}_merge")(x)
+
+
+def depth_to_space(x: keras.KerasTensor, block: int, name: str) -> keras.KerasTensor:
+    """The inverse of :func:`space_to_depth`: [H, W, C*b*b] -> [H*b, W*b, C]."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3] // (block * block)
+    x = layers.Reshape((h, w, block, block * c), name=f"{name}_split")(x)
+    x = layers.Permute((1, 3, 2, 4), name=f"{name}_permute")(x)
+    return layers.Reshape((h * block, w * block, c), name=f"{name}_merge")(x)
+
+
 def build_encoder_features(profile: ModelProfile, name: str = ENCODER_NAME) -> keras.Model:
     """The convolutional part of the encoder: [P, P, 1] -> [P/2^S, P/2^S, last width]."""
     inputs = keras.Input((profile.patch_size, profile.patch_size, 1), name=f"{name}_input")
-    x = layers.Conv2D(profile.stem_width, 3, padding="same", use_bias=False, name=f"{name}_stem")(inputs)
+    x = inputs
+    if profile.space_to_depth > 1:
+        x = space_to_depth(x, profile.space_to_depth, f"{name}_s2d")
+    x = layers.Conv2D(profile.stem_width, 3, padding="same", use_bias=False, name=f"{name}_stem")(x)
     for i, width in enumerate(profile.stage_widths):
         x = residual_stage(x, width, profile.bottleneck_ratio, f"{name}_s{i + 1}")
     # Pre-activation blocks leave their sum un-normalised: close with BN + ReLU.
@@ -49,7 +68,10 @@ def build_decoder(profile: ModelProfile, name: str = DECODER_NAME) -> keras.Mode
         x = residual_stage(x, width, profile.bottleneck_ratio, f"{name}_s{i + 1}", transposed=True)
     x = layers.BatchNormalization(name=f"{name}_post_bn")(x)
     x = layers.ReLU(name=f"{name}_post_relu")(x)
-    x = layers.Conv2D(1, 3, padding="same", name=f"{name}_out_conv")(x)  # stride 1: see blocks._conv
+    block = profile.space_to_depth
+    x = layers.Conv2D(block * block, 3, padding="same", name=f"{name}_out_conv")(x)  # stride 1: see blocks._conv
+    if block > 1:
+        x = depth_to_space(x, block, f"{name}_d2s")
     # float32 output even under mixed precision: SSIM and the heatmap need it.
     x_hat = layers.Activation("sigmoid", dtype="float32", name=f"{name}_sigmoid")(x)
     return keras.Model(z, x_hat, name=name)
