@@ -44,6 +44,7 @@ def _train_config(args: argparse.Namespace, scale: RunScale | None = None) -> An
                         ("learning_rate", learning_rate)):
         if value is not None:
             flags.append(f"{name}={value}")
+    flags += list(scale.train_settings) if scale else []
     # flags first, so that an explicit --set wins over a preset
     return load_train_config(getattr(args, "config", None), flags + list(getattr(args, "overrides", [])))
 
@@ -86,20 +87,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     profile, recipe = _profile(args.profile), load_recipe(args.recipe)
-    calibration = chain.calibrate_kit(chain.load_generator(args.generator), profile, args.kit, args.train_patches,
-                                      recipe)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    calibration.save(args.out)
-    print(f"calibration: {args.out}  serving thresholds: {calibration.serving_thresholds.as_mapping()}")
+    bundle = chain.calibrate_kit(chain.load_generator(args.generator), profile, args.kit, args.train_patches,
+                                 recipe, args.score)
+    bundle.save(args.out)
+    cal = bundle.calibration
+    print(f"calibration: {args.out}  score {cal.score}, serving {cal.serving} thresholds: "
+          f"{cal.serving_thresholds.as_mapping()}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vialguard.calibration import Calibration
+    from trainer.calibration_bundle import CalibrationBundle
 
     profile, recipe = _profile(args.profile), load_recipe(args.recipe)
-    calibration = Calibration.load(args.calibration)
-    evaluation, files = chain.evaluate_kit(chain.load_generator(args.generator), profile, calibration, args.kit,
+    bundle = CalibrationBundle.load(args.calibration)
+    evaluation, files = chain.evaluate_kit(chain.load_generator(args.generator), profile, bundle, args.kit,
                                            recipe, args.out)
     print(f"run accuracy {evaluation.per_run.accuracy:.4f}, strip accuracy {evaluation.per_strip.accuracy:.4f}; "
           f"report: {', '.join(str(p) for p in files.values())}")
@@ -107,13 +109,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vialguard.calibration import Calibration
+    from trainer.calibration_bundle import CalibrationBundle
     from vialguard.inspector_io import REPORT_JSON_FILENAME, REPORT_MD_FILENAME, ROC_PNG_FILENAME
 
     profile, recipe = _profile(args.profile), load_recipe(args.recipe)
     files = {name: args.report_dir / name for name in (REPORT_MD_FILENAME, REPORT_JSON_FILENAME, ROC_PNG_FILENAME)}
-    version = chain.export_model(chain.load_generator(args.generator), profile, Calibration.load(args.calibration),
-                                 files, args.out, recipe)
+    version = chain.export_model(chain.load_generator(args.generator), profile,
+                                 CalibrationBundle.load(args.calibration), files, args.out, recipe)
     print(f"published inspector version {version} in {args.out}")
     chain.roll_out(args.triton, version, args.out)
     return 0
@@ -138,13 +140,15 @@ def cmd_all(args: argparse.Namespace) -> int:
     step("simulate", lambda: chain.simulate_all(layout, recipe, scale, args.seed))
     patches = step("ingest", lambda: chain.ingest_all(layout, recipe, profile.patch_size, scale, args.seed))
     generator = step("train", lambda: chain.train_generator(patches["train"], profile, config, layout,
-                                                            scale.shuffle_buffer, scale.validation_steps))
-    calibration = step("calibrate", lambda: chain.calibrate_kit(generator, profile, patches["calibration"],
-                                                                patches["train"], recipe))
-    calibration.save(layout.calibration)
-    evaluation, files = step("evaluate", lambda: chain.evaluate_kit(generator, profile, calibration,
+                                                            scale.shuffle_buffer, scale.validation_steps,
+                                                            heldout_kit=patches["calibration"], recipe=recipe))
+    bundle = step("calibrate", lambda: chain.calibrate_kit(generator, profile, patches["calibration"],
+                                                           patches["train"], recipe))
+    bundle.save(layout.calibration_dir)
+    calibration = bundle.calibration
+    evaluation, files = step("evaluate", lambda: chain.evaluate_kit(generator, profile, bundle,
                                                                     patches["test"], recipe, layout.evaluation_dir))
-    version = step("export", lambda: chain.export_model(generator, profile, calibration, files, args.out, recipe))
+    version = step("export", lambda: chain.export_model(generator, profile, bundle, files, args.out, recipe))
     chain.write_summary(layout, scale, timings, {
         "profile": profile.name, "version": version, "repository": str(args.out),
         "training_data_digest": calibration.training_data_digest,
@@ -173,8 +177,29 @@ def cmd_elpv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from trainer.validate import validate_version
+
+    evaluation, files = validate_version(args.repository, args.version, args.kit, args.out)
+    print(f"version {args.version} on {args.kit}: run accuracy {evaluation.per_run.accuracy:.4f}, strip accuracy "
+          f"{evaluation.per_strip.accuracy:.4f}, strip AUROC {evaluation.roc['strip'].auroc:.4f}; "
+          f"report: {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from vialguard.dataset_import import import_folder
+
+    header = import_folder(args.source, args.out, load_recipe(args.recipe))
+    print(f"imported {header.counts['acquisitions']} acquisitions of {header.counts['products']} products "
+          f"({header.counts['good_acquisitions']} good, {header.counts['defective_acquisitions']} defective) "
+          f"into {args.out}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "calibrate": cmd_calibrate,
     "evaluate": cmd_evaluate, "export": cmd_export, "all": cmd_all, "elpv": cmd_elpv,
+    "validate": cmd_validate, "import": cmd_import,
 }
 

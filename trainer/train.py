@@ -23,6 +23,7 @@ from trainer.callbacks import EpochCheckpoint, SampleImages
 from trainer.config import ModelProfile, TrainConfig
 from trainer.gan import PerturbedGAN, patches_from
 from trainer.inspector import float32_generator
+from trainer.monitoring import RunProgress
 from trainer.networks.discriminator import build_discriminator
 from trainer.networks.generator import build_generator
 from trainer.schedule import make_optimizer
@@ -86,8 +87,13 @@ def train(
     train_ds: tf.data.Dataset,
     val_ds: tf.data.Dataset | None,
     workdir: Path,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> keras.Model:
-    """Train (or resume training) the GAN; returns the generator."""
+    """Train (or resume training) the GAN; returns the generator.
+
+    ``extra_callbacks`` run on the chief after the checkpoint (e.g. trainer.monitoring's
+    held-out AUROC); the whole run's progress and ETA are always logged.
+    """
     check_dataset(train_ds, profile, "training")
     check_epoch_length(train_ds, config.steps_per_epoch, "training")
     if val_ds is not None:
@@ -127,6 +133,7 @@ def train(
 
         callbacks: list[keras.callbacks.Callback] = [EpochCheckpoint(manager, epoch, config.checkpoint_every_steps)]
         if chief:
+            callbacks += [RunProgress(config.epochs, initial_epoch), *(extra_callbacks or [])]
             callbacks.append(keras.callbacks.TensorBoard(str(tb_dir), update_freq="epoch"))
             if config.sample_images > 0:
                 samples = _first_patches(val_ds if val_ds is not None else train_ds, config.sample_images)

@@ -12,7 +12,8 @@ def test_cpu_scale_trains_faster_than_the_paper_rate(tmp_path: Path) -> None:
     args = build_parser().parse_args(["all", "--out", str(tmp_path)])
     config = _train_config(args, get_scale("cpu"))
     assert config.learning_rate == get_scale("cpu").learning_rate == 1e-3
-    assert config.steps_per_epoch == 200 and config.batch_size == 16
+    assert config.steps_per_epoch == get_scale("cpu").steps_per_epoch and config.batch_size == 16
+    assert config.max_rotation == 0.03 and config.w_a == 200.0  # the scale's own settings reach the config
 
 
 def test_paper_scale_keeps_the_paper_learning_rate(tmp_path: Path) -> None:
