@@ -38,8 +38,8 @@ def _filter_valid(image: np.ndarray, g: np.ndarray) -> np.ndarray:
     return sum(g[j] * rows[..., :, j : w - k + 1 + j] for j in range(k))
 
 
-def ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """SSIM of each pair of images. x, y: [N, H, W, 1] or [N, H, W] in [0, 1]; returns [N]."""
+def ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Local SSIM of each pair of images: [N, H, W(, 1)] -> [N, H-10, W-10] (the 'valid' part)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape:
@@ -57,7 +57,12 @@ def ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     sxy = _filter_valid(x * y, g) - mu_x * mu_y
     num = (2 * mu_x * mu_y + C1) * (2 * sxy + C2)
     den = (mu_x**2 + mu_y**2 + C1) * (sxx + syy + C2)
-    return (num / den).mean(axis=(-2, -1))
+    return num / den
+
+
+def ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """SSIM of each pair of images. x, y: [N, H, W, 1] or [N, H, W] in [0, 1]; returns [N]."""
+    return ssim_map(x, y).mean(axis=(-2, -1))
 
 
 def anomaly_score(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:

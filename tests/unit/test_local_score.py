@@ -1,0 +1,99 @@
+"""The local score: numpy reference, its TensorFlow twin in the served graph, and what fusion keeps."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from vialguard.errors import CalibrationError
+from vialguard.local_score import (SCORE_LOCAL, SCORE_LOCAL_FUSED, LocalScoreModel, PatchLayout,
+                                   StatisticsAccumulator, local_scores)
+
+LAYOUT = PatchLayout(frames=3, vials=2, regions=4)  # 24 patches per acquisition
+H = W = 12
+
+
+def _good_maps(rng: np.random.Generator, acquisitions: int) -> np.ndarray:
+    """1 - SSIM-like maps of good acquisitions: small noise, region-dependent level, a 'moving bubble'."""
+    level = np.array([0.01, 0.02, 0.03, 0.04])
+    maps = rng.uniform(0, 0.01, (acquisitions, LAYOUT.frames, LAYOUT.vials, LAYOUT.regions, H, W))
+    maps += level[None, None, None, :, None, None]
+    for a in range(acquisitions):  # a bubble in one frame only, at a random place
+        f, v, r, y, x = rng.integers(0, [3, 2, 4, H - 2, W - 2])
+        maps[a, f, v, r, y:y + 2, x:x + 2] += 0.5
+    return maps.reshape(-1, H, W).astype(np.float32)
+
+
+def _model(fuse: bool, seed: int = 0) -> LocalScoreModel:
+    acc = StatisticsAccumulator(LAYOUT, fuse)
+    acc.add(_good_maps(np.random.default_rng(seed), 40))
+    return acc.model()
+
+
+def test_layout_counts_and_refuses_partial_acquisitions() -> None:
+    assert LAYOUT.per_frame == 8 and LAYOUT.per_acquisition == 24
+    assert LAYOUT.check_count(48) == 2
+    with pytest.raises(ValueError, match="whole acquisitions of 24"):
+        LAYOUT.check_count(30)
+
+
+def test_fusion_drops_what_moves_and_keeps_what_stays() -> None:
+    """A dark spot in all three frames rises above good; the same spot in one frame (a bubble) does not."""
+    rng = np.random.default_rng(1)
+    fused, frame_by_frame = _model(True), _model(False)
+    base = _good_maps(rng, 1).reshape(LAYOUT.frames, LAYOUT.vials, LAYOUT.regions, H, W)
+    base[:] = np.clip(base, 0, 0.05)  # no bubble in this one
+    stays, moves = base.copy(), base.copy()
+    stays[:, 1, 2, 5:7, 5:7] += 0.3
+    moves[0, 1, 2, 5:7, 5:7] += 0.3
+    index = 1 * LAYOUT.regions + 2  # vial 1, region 2 within a frame
+    s_stays = local_scores(stays.reshape(-1, H, W), fused).reshape(LAYOUT.frames, -1)
+    s_moves = local_scores(moves.reshape(-1, H, W), fused).reshape(LAYOUT.frames, -1)
+    s_base = local_scores(base.reshape(-1, H, W), fused).reshape(LAYOUT.frames, -1)
+    assert np.all(s_stays[:, index] == s_stays[0, index])  # the fused score is given to each frame's patch
+    assert s_stays[0, index] > s_base[0, index] + 5
+    assert s_moves[0, index] < s_base[0, index] + 1
+    # frame by frame, the moving spot is seen in its frame
+    per_frame = local_scores(moves.reshape(-1, H, W), frame_by_frame).reshape(LAYOUT.frames, -1)
+    assert per_frame[0, index] > per_frame[1, index] + 5
+
+
+def test_statistics_normalise_each_region_to_its_own_level() -> None:
+    model = _model(False)
+    assert model.kind == SCORE_LOCAL and _model(True).kind == SCORE_LOCAL_FUSED
+    assert model.mean.shape == (LAYOUT.regions, H, W)
+    np.testing.assert_allclose(model.mean.mean(axis=(1, 2)), [0.015, 0.025, 0.035, 0.045], atol=0.01)
+    assert (model.scale > 0).all()
+    scores = local_scores(_good_maps(np.random.default_rng(5), 20), model).reshape(20, LAYOUT.frames, 2, 4)
+    medians = np.median(scores, axis=(0, 1, 2))
+    assert np.ptp(medians) < 1.5  # regions with other raw levels land at comparable scores
+
+
+def test_model_round_trips_through_bytes_and_refuses_bad_statistics() -> None:
+    model = _model(True)
+    back = LocalScoreModel.from_bytes(model.to_bytes())
+    assert back.layout == model.layout and back.fuse_frames
+    np.testing.assert_array_equal(back.mean, model.mean)
+    np.testing.assert_array_equal(back.scale, model.scale)
+    with pytest.raises(CalibrationError, match="positive scale"):
+        LocalScoreModel(LAYOUT, True, model.mean, np.zeros_like(model.scale))
+    with pytest.raises(CalibrationError, match="unreadable"):
+        LocalScoreModel.from_bytes(b"not an npz")
+    with pytest.raises(CalibrationError, match="good acquisitions"):
+        StatisticsAccumulator(LAYOUT, True).model()
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_tensorflow_local_score_equals_the_numpy_reference(fuse: bool) -> None:
+    import tensorflow as tf
+
+    from trainer.local_score_tf import local_score_tf
+
+    model = _model(fuse)
+    maps = _good_maps(np.random.default_rng(9), 3)
+    maps[5, 3:6, 3:6] += 0.4
+    served = local_score_tf(tf.constant(maps), model).numpy()
+    np.testing.assert_allclose(served, local_scores(maps, model), rtol=1e-5, atol=1e-5)

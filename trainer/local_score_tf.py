@@ -1,0 +1,35 @@
+"""vialguard.local_score in TensorFlow, for the served `inspector` graph.
+
+Same arithmetic as the numpy reference (tested against it): the 1 - SSIM map of the
+one SSIM, arranged by patch position into [A, frames, vials, regions, h, w], the
+per-pixel minimum over the frames when the version fuses them, normalised by the
+region's good statistics (constants baked into the graph), maximum over the pixels,
+and the fused score given back to each frame's patch. Only reshape, min/max,
+subtract/divide and tile: tf2onnx exports them as plain ONNX ops.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from trainer.ssim_tf import ssim_map
+from vialguard.local_score import LocalScoreModel
+
+
+def anomaly_map(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
+    """1 - SSIM map per patch: [N, P, P, 1] x 2 -> [N, P-10, P-10]."""
+    return 1.0 - ssim_map(x, x_hat)[..., 0]
+
+
+def local_score_tf(maps: tf.Tensor, model: LocalScoreModel) -> tf.Tensor:
+    """Local score [N] from 1 - SSIM maps [N, h, w] of whole acquisitions in patch order."""
+    lay = model.layout
+    h, w = model.map_shape
+    stacked = tf.reshape(maps, [-1, lay.frames, lay.vials, lay.regions, h, w])
+    if model.fuse_frames:
+        stacked = tf.reduce_min(stacked, axis=1, keepdims=True)
+    mean = tf.constant(model.mean[None, None, None])
+    scale = tf.constant(model.scale[None, None, None])
+    score = tf.reduce_max((stacked - mean) / scale, axis=[4, 5])  # [A, F or 1, V, R]
+    if model.fuse_frames:
+        score = tf.tile(score, [1, lay.frames, 1, 1])
+    return tf.reshape(score, [-1])

@@ -1,0 +1,176 @@
+"""The local anomaly score: where a patch differs from good ones, not how much on average.
+
+The paper's phi (eq. 9) is the *mean* of the SSIM map over the patch: a 3 px particle
+covers 0.1 % of a 256 px patch and moves that mean less than bubbles, the meniscus and
+pose do. The local score looks at the map itself:
+
+    m = 1 - SSIM map(X, X_hat)                  [h, w] per patch (the one SSIM)
+    m = min over the frames of one vial/region  (optional fusion, below)
+    z = (m - mean_r) / scale_r                  per pixel, region r's good statistics
+    score = max over the pixels of z
+
+``mean_r`` and ``scale_r`` are what good patches of region r show at each pixel (edges
+and the flag's relief reconstruct less well than the liquid, so they vary more); they
+are measured on good acquisitions, stored in the version and baked into its graph.
+``scale = sqrt(std**2 + floor**2)`` with ``floor`` the region's median std, so a pixel
+that happened to vary little in the reference set cannot turn noise into a reject.
+
+Fusion over frames uses what the line knows: the three inspected frames of one
+acquisition share the strip's pose, so a stuck particle, a spot or a dent sits on the
+same pixel in all three, while bubbles, drops and the meniscus move. The per-pixel
+minimum over the frames keeps what persists and drops what moves; the fused score is
+given to each of the three patches of that vial and region, so every downstream rule
+(eq. 13, k-of-n) still sees one score per patch.
+
+The graph knows which patch is which only by its position (vialguard.patching's fixed
+order), so a request is one or more whole acquisitions: N = A x frames x vials x regions.
+
+This module is the numpy reference; trainer.local_score_tf is the same arithmetic in
+TensorFlow for the served graph, tested against it.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from vialguard.errors import CalibrationError
+from vialguard.recipe import Recipe
+
+SCORE_PHI = "phi"                   # the paper's 1 - mean SSIM (eq. 9)
+SCORE_LOCAL = "local"               # max of the normalised SSIM map, frame by frame
+SCORE_LOCAL_FUSED = "local-fused"   # the same after the per-pixel minimum over the frames
+SCORE_KINDS = (SCORE_PHI, SCORE_LOCAL, SCORE_LOCAL_FUSED)
+FILENAME = "local_score.npz"
+
+
+@dataclass(frozen=True)
+class PatchLayout:
+    """How the patches of one acquisition are laid out: frames x vials x regions, in that order."""
+
+    frames: int
+    vials: int
+    regions: int
+
+    def __post_init__(self) -> None:
+        if min(self.frames, self.vials, self.regions) < 1:
+            raise ValueError(f"a patch layout needs at least one frame, vial and region, got {self}")
+
+    @property
+    def per_frame(self) -> int:
+        return self.vials * self.regions
+
+    @property
+    def per_acquisition(self) -> int:
+        return self.frames * self.per_frame
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> "PatchLayout":
+        return cls(len(recipe.inspected_frames), len(recipe.vials), len(recipe.regions))
+
+    def as_dict(self) -> dict[str, int]:
+        return {"frames": self.frames, "vials": self.vials, "regions": self.regions}
+
+    def check_count(self, n: int) -> int:
+        """The number of whole acquisitions in n patches, or a ValueError that says what is wrong."""
+        if n % self.per_acquisition:
+            raise ValueError(f"{n} patches are not whole acquisitions of {self.per_acquisition} "
+                             f"({self.frames} frames x {self.vials} vials x {self.regions} regions)")
+        return n // self.per_acquisition
+
+
+@dataclass(frozen=True)
+class LocalScoreModel:
+    """Everything the local score needs besides the generator: layout, fusion and statistics."""
+
+    layout: PatchLayout
+    fuse_frames: bool
+    mean: np.ndarray   # float32 [regions, h, w]
+    scale: np.ndarray  # float32 [regions, h, w], > 0
+
+    def __post_init__(self) -> None:
+        want = (self.layout.regions,)
+        if self.mean.shape != self.scale.shape or self.mean.ndim != 3 or self.mean.shape[:1] != want:
+            raise CalibrationError(f"local score statistics must be [regions={self.layout.regions}, h, w] twice, "
+                                   f"got {self.mean.shape} and {self.scale.shape}")
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all()):
+            raise CalibrationError("local score statistics must be finite with a positive scale")
+
+    @property
+    def kind(self) -> str:
+        return SCORE_LOCAL_FUSED if self.fuse_frames else SCORE_LOCAL
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        return int(self.mean.shape[1]), int(self.mean.shape[2])
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
+                            layout=np.array([self.layout.frames, self.layout.vials, self.layout.regions]),
+                            fuse_frames=np.array(bool(self.fuse_frames)))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "LocalScoreModel":
+        try:
+            with np.load(io.BytesIO(data)) as z:
+                frames, vials, regions = (int(v) for v in z["layout"])
+                return cls(PatchLayout(frames, vials, regions), bool(z["fuse_frames"]),
+                           z["mean"].astype(np.float32), z["scale"].astype(np.float32))
+        except (KeyError, ValueError, OSError) as exc:
+            raise CalibrationError(f"local score statistics are unreadable: {exc}") from exc
+
+
+def by_position(maps: np.ndarray, layout: PatchLayout) -> np.ndarray:
+    """[N, h, w] in patch order -> [A, frames, vials, regions, h, w]."""
+    acquisitions = layout.check_count(maps.shape[0])
+    return maps.reshape(acquisitions, layout.frames, layout.vials, layout.regions, *maps.shape[1:])
+
+
+def fuse(stacked: np.ndarray, fuse_frames: bool) -> np.ndarray:
+    """[A, F, V, R, h, w] -> the maps the score is taken over: [A, 1, V, R, h, w] fused, else as is."""
+    return stacked.min(axis=1, keepdims=True) if fuse_frames else stacked
+
+
+def local_scores(anomaly_maps: np.ndarray, model: LocalScoreModel) -> np.ndarray:
+    """Local score of every patch, [N] float32, from its 1 - SSIM map [N, h, w] (patch order)."""
+    maps = fuse(by_position(np.asarray(anomaly_maps, np.float32), model.layout), model.fuse_frames)
+    z = (maps - model.mean[None, None, None]) / model.scale[None, None, None]
+    score = z.reshape(*z.shape[:4], -1).max(axis=-1)  # [A, F or 1, V, R]
+    score = np.broadcast_to(score, (score.shape[0], model.layout.frames, *score.shape[2:]))
+    return np.ascontiguousarray(score, dtype=np.float32).reshape(-1)
+
+
+class StatisticsAccumulator:
+    """Per-region, per-pixel mean and std of the (fused) maps of good acquisitions, streamed."""
+
+    def __init__(self, layout: PatchLayout, fuse_frames: bool) -> None:
+        self.layout, self.fuse_frames = layout, fuse_frames
+        self._sum: np.ndarray | None = None
+        self._sum_sq: np.ndarray | None = None
+        self.samples = 0  # maps per region
+
+    def add(self, anomaly_maps: np.ndarray) -> None:
+        """Add the [N, h, w] maps of whole good acquisitions (patch order)."""
+        maps = fuse(by_position(np.asarray(anomaly_maps, np.float64), self.layout), self.fuse_frames)
+        per_region = maps.transpose(3, 0, 1, 2, 4, 5).reshape(self.layout.regions, -1, *maps.shape[-2:])
+        if self._sum is None:
+            self._sum = np.zeros((self.layout.regions, *maps.shape[-2:]))
+            self._sum_sq = np.zeros_like(self._sum)
+        assert self._sum_sq is not None
+        self._sum += per_region.sum(axis=1)
+        self._sum_sq += (per_region * per_region).sum(axis=1)
+        self.samples += per_region.shape[1]
+
+    def model(self, floor_quantile: float = 0.5) -> LocalScoreModel:
+        """The statistics so far as a LocalScoreModel (scale floored at the region's std quantile)."""
+        if self._sum is None or self._sum_sq is None or self.samples < 2:
+            raise CalibrationError("the local score needs good acquisitions to measure what good looks like; "
+                                   "the calibration kit has none")
+        mean = self._sum / self.samples
+        std = np.sqrt(np.maximum(self._sum_sq / self.samples - mean * mean, 0.0))
+        floor = np.quantile(std.reshape(self.layout.regions, -1), floor_quantile, axis=1)[:, None, None]
+        scale = np.sqrt(std * std + np.maximum(floor, 1e-6) ** 2)
+        return LocalScoreModel(self.layout, self.fuse_frames, mean.astype(np.float32), scale.astype(np.float32))
