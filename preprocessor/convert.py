@@ -32,8 +32,10 @@ def region_id(region: int) -> str:
     return REGION_IDS[region] if 0 <= region < len(REGION_IDS) else f"R{region}"
 
 
-def patch_scores(labels: list[PatchLabel], scores: list[float]) -> list[PatchScore]:
-    return [PatchScore(label.frame, label.vial, label.region, float(s)) for label, s in zip(labels, scores)]
+def patch_scores(labels: list[PatchLabel], scores: list[float], phi: list[float] | None = None) -> list[PatchScore]:
+    phis: list[float | None] = [float(p) for p in phi] if phi is not None else [None] * len(labels)
+    return [PatchScore(label.frame, label.vial, label.region, float(s), p)
+            for label, s, p in zip(labels, scores, phis)]
 
 
 def stage_timings(verdict: VerdictMessage, local_ms: Mapping[str, float]) -> pb.StageTimings:

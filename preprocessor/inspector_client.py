@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable
-from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE
+from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE
 
 RETRYABLE = ("StatusCode.UNAVAILABLE",)  # server down, restarting, or between two versions
 RETRY_PAUSE_S = 0.05
@@ -59,7 +59,7 @@ class TritonInspector:
         def request(client: grpcclient.InferenceServerClient, remaining: float) -> grpcclient.InferResult:
             tensor = grpcclient.InferInput(INPUT_PATCHES, list(patches.shape), "FP32")
             tensor.set_data_from_numpy(patches)
-            outputs = [grpcclient.InferRequestedOutput(OUTPUT_SCORE), grpcclient.InferRequestedOutput(OUTPUT_HEATMAP)]
+            outputs = [grpcclient.InferRequestedOutput(name) for name in (OUTPUT_SCORE, OUTPUT_PHI, OUTPUT_HEATMAP)]
             return client.infer(self.model_name, [tensor], outputs=outputs, client_timeout=remaining)
 
         try:
@@ -75,6 +75,7 @@ class TritonInspector:
 
     def _result(self, response: grpcclient.InferResult, shape: tuple[int, ...]) -> InferenceResult:
         scores, heatmaps = response.as_numpy(OUTPUT_SCORE), response.as_numpy(OUTPUT_HEATMAP)
+        phi = response.as_numpy(OUTPUT_PHI)
         version = int(response.get_response().model_version)
         if scores is None or heatmaps is None or scores.size != shape[0] or heatmaps.size != int(np.prod(shape)):
             got = [None if a is None else list(a.shape) for a in (scores, heatmaps)]
@@ -90,6 +91,7 @@ class TritonInspector:
             heatmaps=heatmaps.reshape(shape).astype(np.float32, copy=False),
             model_name=self.model_name,
             model_version=version,
+            phi=None if phi is None or phi.size != shape[0] else phi.reshape(shape[0]).astype(np.float32, copy=False),
         )
 
     def _call(self, call, deadline: float, what: str):  # type: ignore[no-untyped-def]

@@ -165,7 +165,8 @@ class InspectionService(pb_grpc.InspectionServicer):
         message = ScoresMessage(
             acquisition_id=acq.acquisition_id, product_id=acq.product_id, run_index=acq.run_index,
             recipe_id=acq.recipe_id, model_name=result.model_name, model_version=int(result.model_version),
-            patches=convert.patch_scores(self._labels, result.scores.tolist()),
+            patches=convert.patch_scores(self._labels, result.scores.tolist(),
+                                         None if result.phi is None else result.phi.tolist()),
             timings_ms=dict(local_ms),
             camera_timestamp_ns=min((f.camera_timestamp_ns for f in acq.frames if f.camera_timestamp_ns), default=0),
             received_unix_ms=int(time.time() * 1000),  # enqueued at: the aggregator measures queue wait from it

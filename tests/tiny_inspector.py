@@ -1,7 +1,7 @@
 """A tiny, deterministic stand-in for the exported `inspector` graph, for Triton tests.
 
 Same tensor names, dtypes and shapes as the real export (vialguard.inspector_io):
-"reconstruction" X_hat = gain * 3x3 mean of X, score = gain * mean|X - X_hat|,
+"reconstruction" X_hat = gain * 3x3 mean of X, score = gain * mean|X - X_hat|, phi = mean|X - X_hat|,
 heatmap = per-patch min-max normalised |X - X_hat|. Different ``gain`` values give
 versions that answer differently, which the hot-update test needs to tell them
 apart. Built with onnx.helper (milliseconds, no TensorFlow).
@@ -16,7 +16,8 @@ from onnx import TensorProto, helper
 
 from vialguard.calibration import Calibration
 from vialguard.decision import RegionThresholds
-from vialguard.inspector_io import CALIBRATION_FILENAME, INPUT_PATCHES, ONNX_FILENAME, OUTPUT_HEATMAP, OUTPUT_SCORE
+from vialguard.inspector_io import (CALIBRATION_FILENAME, INPUT_PATCHES, ONNX_FILENAME, OUTPUT_HEATMAP, OUTPUT_PHI,
+                                    OUTPUT_SCORE)
 from vialguard.model_repository import publish_version
 from vialguard.triton_backend import triton_backend_files
 
@@ -41,6 +42,7 @@ def tiny_inspector_onnx(patch_size: int, gain: float = 1.0) -> bytes:
         helper.make_node("Abs", ["diff"], ["absdiff"]),
         helper.make_node("ReduceMean", ["absdiff"], ["mean"], axes=[1, 2, 3], keepdims=0),
         helper.make_node("Mul", ["mean", "gain"], [OUTPUT_SCORE]),
+        helper.make_node("Identity", ["mean"], [OUTPUT_PHI]),
         helper.make_node("ReduceMin", ["absdiff"], ["lo"], axes=[1, 2, 3], keepdims=1),
         helper.make_node("ReduceMax", ["absdiff"], ["hi"], axes=[1, 2, 3], keepdims=1),
         helper.make_node("Sub", ["absdiff", "lo"], ["shifted"]),
@@ -54,6 +56,7 @@ def tiny_inspector_onnx(patch_size: int, gain: float = 1.0) -> bytes:
         [helper.make_tensor_value_info(INPUT_PATCHES, TensorProto.FLOAT, ["N", p, p, 1])],
         [
             helper.make_tensor_value_info(OUTPUT_SCORE, TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info(OUTPUT_PHI, TensorProto.FLOAT, ["N"]),
             helper.make_tensor_value_info(OUTPUT_HEATMAP, TensorProto.FLOAT, ["N", p, p, 1]),
         ],
     )

@@ -1,8 +1,10 @@
 """Export the `inspector` graph (generator + score + heatmap) as a new model version.
 
 One ONNX graph, input ``patches`` float32 [N, P, P, 1] in [0, 1], outputs
-``score`` [N] and ``heatmap`` [N, P, P, 1] (names from vialguard.inspector_io),
-written with its calibration, report, recipe digest and training data digest
+``score`` [N] (the one the decision uses), ``phi`` [N] and ``heatmap`` [N, P, P, 1]
+(names from vialguard.inspector_io), written with its calibration, the local score's
+statistics (local_score.npz, also baked into the graph), report, recipe digest and
+training data digest
 into a new version directory of ``model_repository/inspector/`` through
 vialguard.model_repository.publish_version (staging + rename: DESIGN
 invariant 4; version numbers only grow).
@@ -27,6 +29,7 @@ import numpy as np
 from vialguard import inspector_io as io
 from vialguard.calibration import Calibration
 from vialguard.errors import ModelVersionError
+from vialguard.local_score import LocalScoreModel
 from vialguard.model_repository import publish_version
 from vialguard.recipe import Recipe
 
@@ -34,7 +37,7 @@ OPSET = 17
 SCORE_TOLERANCE = 1e-4
 HEATMAP_TOLERANCE = 1e-2   # min-max normalisation magnifies float noise where |X - X_hat| is flat
 MANIFEST_FILENAME = "version.json"
-RESERVED = (io.ONNX_FILENAME, io.CALIBRATION_FILENAME, MANIFEST_FILENAME)
+RESERVED = (io.ONNX_FILENAME, io.CALIBRATION_FILENAME, MANIFEST_FILENAME, io.LOCAL_SCORE_FILENAME)
 PROBE_PATCHES = 8
 
 
@@ -87,10 +90,10 @@ def check_onnx_io(onnx_bytes: bytes, patch_size: int) -> None:
     outputs = {o.name: o for o in graph.output}
     p = patch_size
     expected = [(inputs, io.INPUT_PATCHES, [p, p, 1], 4), (outputs, io.OUTPUT_SCORE, [], 1),
-                (outputs, io.OUTPUT_HEATMAP, [p, p, 1], 4)]
-    if sorted(inputs) != [io.INPUT_PATCHES] or sorted(outputs) != sorted([io.OUTPUT_SCORE, io.OUTPUT_HEATMAP]):
+                (outputs, io.OUTPUT_PHI, [], 1), (outputs, io.OUTPUT_HEATMAP, [p, p, 1], 4)]
+    if sorted(inputs) != [io.INPUT_PATCHES] or sorted(outputs) != sorted(io.OUTPUTS):
         raise ModelVersionError(f"exported graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, expected "
-                                f"[{io.INPUT_PATCHES}] and [{io.OUTPUT_HEATMAP}, {io.OUTPUT_SCORE}]")
+                                f"[{io.INPUT_PATCHES}] and {sorted(io.OUTPUTS)}")
     for table, name, tail, rank in expected:
         info = table[name]
         dims = _dims(info)
@@ -102,15 +105,23 @@ def check_onnx_io(onnx_bytes: bytes, patch_size: int) -> None:
 
 
 def compare_with_onnx(inspector: Any, onnx_bytes: bytes, patches: np.ndarray) -> dict[str, float]:
-    """Max |ONNX Runtime - TensorFlow| of score and heatmap on the same patches."""
+    """Max |ONNX Runtime - TensorFlow| of every output on the same patches.
+
+    The score's difference is taken relative to max(1, |score|): a local score is a
+    map divided by a small good-patch spread, so float32 rounding of the map grows with
+    the score itself (1e-4 of a score of 50 is still 1e-4 of the decision).
+    """
     import onnxruntime as ort
     import tensorflow as tf
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    onnx_score, onnx_heat = session.run([io.OUTPUT_SCORE, io.OUTPUT_HEATMAP], {io.INPUT_PATCHES: patches})
-    ref = inspector(tf.constant(patches))
-    return {"score_max_abs_diff": float(np.max(np.abs(onnx_score - ref[io.OUTPUT_SCORE].numpy()))),
-            "heatmap_max_abs_diff": float(np.max(np.abs(onnx_heat - ref[io.OUTPUT_HEATMAP].numpy())))}
+    served = dict(zip(io.OUTPUTS, session.run(list(io.OUTPUTS), {io.INPUT_PATCHES: patches})))
+    ref = {name: value.numpy() for name, value in inspector(tf.constant(patches)).items()}
+    diffs = {f"{name}_max_abs_diff": float(np.max(np.abs(served[name] - ref[name]))) for name in io.OUTPUTS}
+    scale = np.maximum(1.0, np.abs(ref[io.OUTPUT_SCORE]))
+    diffs[f"{io.OUTPUT_SCORE}_max_scaled_diff"] = float(np.max(np.abs(served[io.OUTPUT_SCORE] - ref[io.OUTPUT_SCORE])
+                                                              / scale))
+    return diffs
 
 
 def _check_consistent(calibration: Calibration, profile: Profile, recipe: Recipe, training_data_digest: str) -> None:
@@ -153,8 +164,12 @@ def export_version(
     recipe: Recipe,
     training_data_digest: str,
     extra_files: Mapping[str, bytes] | None = None,
+    local: LocalScoreModel | None = None,
 ) -> int:
     """Convert, verify and publish a new version of `inspector`; returns its number.
+
+    ``local`` is the local score's statistics when the calibration serves a local
+    score; it must be the one the calibration was made with (its kind is checked).
 
     ``report_files`` maps a file name in the version (report.md, report.json,
     roc.png) to where it is now; ``extra_files`` maps a file name to its bytes
@@ -167,18 +182,27 @@ def export_version(
     missing = [str(p) for p in report_files.values() if not Path(p).is_file()]
     if missing:
         raise ModelVersionError(f"report files not found: {missing}")
-    inspector = build_inspector(generator)
+    want_kind = calibration.score
+    if (local.kind if local is not None else "phi") != want_kind:
+        raise ModelVersionError(f"refusing to publish: the calibration serves the '{want_kind}' score but the "
+                                f"export was given {'no local score' if local is None else local.kind + ' statistics'}")
+    inspector = build_inspector(generator, local)
     onnx_bytes = convert_inspector(inspector, profile.patch_size)
     check_onnx_io(onnx_bytes, profile.patch_size)
-    diffs = compare_with_onnx(inspector, onnx_bytes, probe_patches(profile.patch_size))
-    if not diffs["score_max_abs_diff"] <= SCORE_TOLERANCE or not diffs["heatmap_max_abs_diff"] <= HEATMAP_TOLERANCE:
+    probe_count = local.layout.per_acquisition if local is not None else PROBE_PATCHES
+    diffs = compare_with_onnx(inspector, onnx_bytes, probe_patches(profile.patch_size, probe_count))
+    tolerances = {f"{io.OUTPUT_SCORE}_max_scaled_diff": SCORE_TOLERANCE, f"{io.OUTPUT_PHI}_max_abs_diff": SCORE_TOLERANCE,
+                  f"{io.OUTPUT_HEATMAP}_max_abs_diff": HEATMAP_TOLERANCE}
+    if not all(diffs[name] <= limit for name, limit in tolerances.items()):
         raise ModelVersionError(f"ONNX Runtime disagrees with TensorFlow on the probe patches ({diffs}); "
-                                f"tolerances: score {SCORE_TOLERANCE}, heatmap {HEATMAP_TOLERANCE}. Not published.")
+                                f"tolerances: {tolerances}. Not published.")
     manifest = {
         "model": io.MODEL_NAME, "profile": profile.name, "patch_size": profile.patch_size,
         "recipe_id": recipe.id, "recipe_digest": recipe.digest(), "training_data_digest": training_data_digest,
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
-        "io": {"input": io.INPUT_PATCHES, "outputs": [io.OUTPUT_SCORE, io.OUTPUT_HEATMAP]},
+        "io": {"input": io.INPUT_PATCHES, "outputs": list(io.OUTPUTS)},
+        "score": calibration.score,
+        "patch_layout": local.layout.as_dict() if local is not None else None,
         "probe_check": diffs, "serving_thresholds": calibration.serving,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "trainer_git_commit": _git_commit(),
@@ -187,6 +211,8 @@ def export_version(
     def write(staging: Path) -> None:
         (staging / io.ONNX_FILENAME).write_bytes(onnx_bytes)
         calibration.save(staging / io.CALIBRATION_FILENAME)
+        if local is not None:
+            (staging / io.LOCAL_SCORE_FILENAME).write_bytes(local.to_bytes())
         for name, src in report_files.items():
             shutil.copyfile(src, staging / name)
         for name, data in (extra_files or {}).items():

@@ -1,9 +1,12 @@
 """The `inspector` graph: patches -> score and heatmap, generator fused with its scoring.
 
 This is what Triton serves (DESIGN section 2): the reconstruction never leaves the
-graph. The score is 1 - SSIM with the trainer's one TensorFlow SSIM, the heatmap is the
-min-max normalised |X - X_hat| with vialguard.heatmap's epsilon, so served numbers equal
-the trainer's and the numpy reference's. Names come from vialguard.inspector_io.
+graph. Three outputs (names from vialguard.inspector_io): ``score``, the one the
+decision uses (the local score of vialguard.local_score when the version has its
+statistics, else phi); ``phi`` = 1 - SSIM with the trainer's one TensorFlow SSIM
+(eq. 9), always; and the heatmap, the min-max normalised |X - X_hat| with
+vialguard.heatmap's epsilon. Served numbers equal the trainer's and the numpy
+reference's.
 
 Only the encoder and decoder run here: the second encoder (z_hat) serves the training
 loss only and would double the cost of inference.
@@ -18,9 +21,10 @@ import tensorflow as tf
 
 from trainer.config import ModelProfile
 from trainer.networks.generator import DECODER_NAME, ENCODER_NAME, build_generator
-from trainer.ssim_tf import anomaly_score
+from trainer.local_score_tf import anomaly_map, local_score_tf
 from vialguard.heatmap import EPSILON
-from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
+from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE
+from vialguard.local_score import LocalScoreModel
 
 InspectorFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
 
@@ -33,10 +37,12 @@ def heatmap_tf(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
     return (diff - lo) / tf.maximum(hi - lo, EPSILON)
 
 
-def build_inspector(generator: keras.Model) -> InspectorFn:
-    """A tf.function [N, P, P, 1] float32 -> {"score": [N], "heatmap": [N, P, P, 1]}.
+def build_inspector(generator: keras.Model, local: LocalScoreModel | None = None) -> InspectorFn:
+    """A tf.function [N, P, P, 1] float32 -> {"score": [N], "phi": [N], "heatmap": [N, P, P, 1]}.
 
-    Ready for tf2onnx.convert.from_function with
+    With ``local``, ``score`` is the local score and N must be whole acquisitions in
+    patch order; without it, ``score`` is phi and any N goes. Ready for
+    tf2onnx.convert.from_function with
     input_signature=[tf.TensorSpec([None, P, P, 1], tf.float32, name="patches")].
     """
     encoder = generator.get_layer(ENCODER_NAME)
@@ -48,9 +54,11 @@ def build_inspector(generator: keras.Model) -> InspectorFn:
     def inspector(patches: tf.Tensor) -> dict[str, tf.Tensor]:
         x = tf.cast(patches, encoder.compute_dtype)
         x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
-        score = tf.identity(anomaly_score(patches, x_hat), name=OUTPUT_SCORE)
-        heat = tf.identity(heatmap_tf(patches, x_hat), name=OUTPUT_HEATMAP)
-        return {OUTPUT_SCORE: score, OUTPUT_HEATMAP: heat}
+        maps = anomaly_map(patches, x_hat)
+        phi = tf.reduce_mean(maps, axis=[1, 2])  # = 1 - SSIM (eq. 9): the mean of the same map
+        score = phi if local is None else local_score_tf(maps, local)
+        return {OUTPUT_SCORE: tf.identity(score, name=OUTPUT_SCORE), OUTPUT_PHI: tf.identity(phi, name=OUTPUT_PHI),
+                OUTPUT_HEATMAP: tf.identity(heatmap_tf(patches, x_hat), name=OUTPUT_HEATMAP)}
 
     return inspector
 

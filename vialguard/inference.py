@@ -26,10 +26,11 @@ class InferenceTimeout(InferenceUnavailable):
 
 @dataclass(frozen=True)
 class InferenceResult:
-    scores: np.ndarray     # float32 [N]
+    scores: np.ndarray     # float32 [N]: the score the decision uses
     heatmaps: np.ndarray   # float32 [N, P, P, 1]
     model_name: str
     model_version: int
+    phi: np.ndarray | None = None  # float32 [N]: the paper's phi, kept for the audit beside the score
 
 
 class Inspector(Protocol):

@@ -44,7 +44,8 @@ class PatchScore:
     frame: int
     vial: int
     region: int
-    score: float
+    score: float               # the score the version's thresholds apply to
+    phi: float | None = None   # the paper's 1 - SSIM of the same patch, for the record
 
 
 @dataclass

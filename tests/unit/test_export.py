@@ -89,7 +89,7 @@ def test_exported_graph_names_and_shapes_match_inspector_io(published: tuple[Pat
     repo, version = published
     graph = onnx.load(str(repo / io.MODEL_NAME / str(version) / io.ONNX_FILENAME)).graph
     assert [i.name for i in graph.input] == [io.INPUT_PATCHES]
-    assert sorted(o.name for o in graph.output) == sorted([io.OUTPUT_SCORE, io.OUTPUT_HEATMAP])
+    assert sorted(o.name for o in graph.output) == sorted(io.OUTPUTS)
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [PROFILE.patch_size, PROFILE.patch_size, 1]
 
@@ -106,7 +106,8 @@ def test_version_directory_holds_model_calibration_report_and_provenance(
     assert manifest["onnx_sha256"] == hashlib.sha256((vdir / io.ONNX_FILENAME).read_bytes()).hexdigest()
     assert manifest["recipe_digest"] == RECIPE.digest() and manifest["training_data_digest"] == DIGEST
     assert manifest["profile"] == PROFILE.name and manifest["patch_size"] == PROFILE.patch_size
-    assert manifest["probe_check"]["score_max_abs_diff"] <= export.SCORE_TOLERANCE
+    assert manifest["probe_check"]["score_max_scaled_diff"] <= export.SCORE_TOLERANCE
+    assert manifest["probe_check"]["phi_max_abs_diff"] <= export.SCORE_TOLERANCE
 
 
 @pytest.mark.usefixtures("fast_convert")
@@ -174,21 +175,26 @@ def test_cpu_profile_model_stays_under_10_mb() -> None:
     assert len(onnx_bytes) < 10 * 1024 * 1024
 
 
-def _identity_graph(input_name: str, output_names: tuple[str, str], size: int) -> bytes:
+def _identity_graph(input_name: str, output_names: tuple[str, str, str], size: int) -> bytes:
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", size, size, 1])
     score = helper.make_tensor_value_info(output_names[0], TensorProto.FLOAT, ["N"])
-    heat = helper.make_tensor_value_info(output_names[1], TensorProto.FLOAT, ["N", size, size, 1])
+    phi = helper.make_tensor_value_info(output_names[1], TensorProto.FLOAT, ["N"])
+    heat = helper.make_tensor_value_info(output_names[2], TensorProto.FLOAT, ["N", size, size, 1])
     nodes = [helper.make_node("ReduceMean", [input_name], [output_names[0]], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("Identity", [input_name], [output_names[1]])]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [score, heat]))
+             helper.make_node("ReduceMax", [input_name], [output_names[1]], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Identity", [input_name], [output_names[2]])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [score, phi, heat]))
     return model.SerializeToString()
 
 
 def test_io_check_accepts_the_contract_and_names_what_drifted() -> None:
-    export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, (io.OUTPUT_SCORE, io.OUTPUT_HEATMAP), 32), 32)
+    good = (io.OUTPUT_SCORE, io.OUTPUT_PHI, io.OUTPUT_HEATMAP)
+    export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, good, 32), 32)
     with pytest.raises(ModelVersionError, match="outputs"):
-        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, ("Identity:0", io.OUTPUT_HEATMAP), 32), 32)
+        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, ("Identity:0", io.OUTPUT_PHI, io.OUTPUT_HEATMAP), 32), 32)
+    with pytest.raises(ModelVersionError, match="outputs"):
+        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, (io.OUTPUT_SCORE, "extra", io.OUTPUT_HEATMAP), 32), 32)
     with pytest.raises(ModelVersionError, match="shape"):
-        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, (io.OUTPUT_SCORE, io.OUTPUT_HEATMAP), 32), 64)
+        export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, good, 32), 64)

@@ -15,11 +15,12 @@ from vialguard.inference import InferenceTimeout, InferenceUnavailable
 class FakeResponse:
     def __init__(self, n: int, side: int, version: str, empty: bool = False) -> None:
         self.outputs = {"score": np.zeros((0 if empty else n, 1), np.float32),
+                        "phi": np.full((0 if empty else n, 1), 0.25, np.float32),
                         "heatmap": np.zeros((0,) if empty else (n, side, side, 1), np.float32)}
         self.version = version
 
-    def as_numpy(self, name: str) -> np.ndarray:
-        return self.outputs[name]
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        return self.outputs.get(name)  # tritonclient answers None for an output not in the response
 
     def get_response(self) -> Any:
         return type("Reply", (), {"model_version": self.version})()
@@ -72,6 +73,15 @@ def test_the_version_comes_from_the_response(fake: type[FakeClient]) -> None:
     fake.script = [FakeResponse(60, 8, "12")]
     result = TritonInspector("x:1").infer(patches(), timeout_s=1.0)
     assert result.model_version == 12 and result.scores.shape == (60,)
+    assert result.phi is not None and result.phi.shape == (60,) and float(result.phi[0]) == 0.25
+
+
+def test_a_version_without_phi_still_scores(fake: type[FakeClient]) -> None:
+    response = FakeResponse(60, 8, "3")
+    del response.outputs["phi"]
+    fake.script = [response]
+    result = TritonInspector("x:1").infer(patches(), timeout_s=1.0)
+    assert result.phi is None and result.scores.shape == (60,)
 
 
 def test_a_dropped_connection_is_retried_on_a_new_channel(fake: type[FakeClient]) -> None:

@@ -13,7 +13,7 @@ from trainer.config import PROFILES
 from trainer.inspector import build_inspector, float32_generator, score_patches
 from trainer.networks.generator import build_generator
 from vialguard.heatmap import heatmap as reference_heatmap
-from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
+from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE, OUTPUTS
 from vialguard.ssim import anomaly_score as reference_score
 
 TINY = PROFILES["tiny"]
@@ -66,10 +66,11 @@ def test_tf2onnx_export_scores_equal_keras_scores(generator, patches) -> None:
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [INPUT_PATCHES]
     names = [o.name for o in session.get_outputs()]
-    assert sorted(names) == sorted([OUTPUT_SCORE, OUTPUT_HEATMAP])
+    assert sorted(names) == sorted(OUTPUTS)
     onnx_out = dict(zip(names, session.run(None, {INPUT_PATCHES: patches})))
     keras_scores, keras_heat = score_patches(inspector, patches)
     np.testing.assert_allclose(onnx_out[OUTPUT_SCORE], keras_scores, atol=1e-4)
+    np.testing.assert_allclose(onnx_out[OUTPUT_PHI], keras_scores, atol=1e-4)  # no local score: score = phi
     np.testing.assert_allclose(onnx_out[OUTPUT_HEATMAP], keras_heat, atol=1e-4)
 
 
@@ -86,3 +87,41 @@ def test_float32_copy_of_a_mixed_precision_generator_keeps_its_weights() -> None
     assert mixed.get_layer("encoder").compute_dtype == "float16"
     for a, b in zip(mixed.get_weights(), copy.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def _tiny_local_model(fuse: bool) -> "LocalScoreModel":
+    from vialguard.local_score import LocalScoreModel, PatchLayout
+
+    rng = np.random.default_rng(3)
+    side = TINY.patch_size - 10  # the 'valid' SSIM map
+    layout = PatchLayout(frames=3, vials=1, regions=4)
+    return LocalScoreModel(layout, fuse, rng.uniform(0, 0.05, (4, side, side)).astype(np.float32),
+                           rng.uniform(0.01, 0.05, (4, side, side)).astype(np.float32))
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_inspector_local_score_and_phi_equal_the_numpy_reference_and_survive_onnx(generator, fuse: bool) -> None:
+    import onnxruntime as ort
+    import tf2onnx
+
+    from vialguard.local_score import local_scores
+    from vialguard.ssim import ssim_map
+
+    local = _tiny_local_model(fuse)
+    rng = np.random.default_rng(4)
+    patches = rng.uniform(0.3, 0.7, (2 * local.layout.per_acquisition, TINY.patch_size, TINY.patch_size, 1))
+    patches = patches.astype(np.float32)
+    inspector = build_inspector(generator, local)
+    out = inspector(tf.constant(patches))
+    enc, dec = generator.get_layer("encoder"), generator.get_layer("decoder")
+    x_hat = dec(enc(patches, training=False), training=False).numpy()
+    maps = 1.0 - ssim_map(patches, x_hat)
+    np.testing.assert_allclose(out[OUTPUT_SCORE].numpy(), local_scores(maps, local), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[OUTPUT_PHI].numpy(), reference_score(patches, x_hat), atol=1e-5)
+    spec = [tf.TensorSpec([None, TINY.patch_size, TINY.patch_size, 1], tf.float32, name=INPUT_PATCHES)]
+    proto, _ = tf2onnx.convert.from_function(inspector, input_signature=spec, opset=17)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    served = dict(zip([o.name for o in session.get_outputs()], session.run(None, {INPUT_PATCHES: patches})))
+    # 1e-4 of max(1, |score|): see trainer.export.compare_with_onnx
+    np.testing.assert_allclose(served[OUTPUT_SCORE], out[OUTPUT_SCORE].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(served[OUTPUT_PHI], out[OUTPUT_PHI].numpy(), atol=1e-4)

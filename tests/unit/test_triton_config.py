@@ -10,7 +10,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from tests.tiny_inspector import tiny_inspector_onnx
-from vialguard.inspector_io import INPUT_PATCHES, MAX_BATCH, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE, PLAN_FILENAME
+from vialguard.inspector_io import (INPUT_PATCHES, MAX_BATCH, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE, OUTPUTS,
+                                    PLAN_FILENAME)
 from vialguard.triton_backend import triton_backend_files
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / MODEL_NAME
@@ -30,7 +31,7 @@ def config(request: pytest.FixtureRequest) -> Any:
 def test_tensor_names_and_types_are_those_of_inspector_io(config: Any) -> None:
     assert config.name == MODEL_NAME
     assert [t.name for t in config.input] == [INPUT_PATCHES]
-    assert sorted(t.name for t in config.output) == sorted([OUTPUT_SCORE, OUTPUT_HEATMAP])
+    assert sorted(t.name for t in config.output) == sorted(OUTPUTS)
     assert {t.data_type for t in [*config.input, *config.output]} == {model_config_pb2.TYPE_FP32}
 
 
@@ -76,7 +77,7 @@ def test_config_matches_the_exported_graph(name: str) -> None:
         return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
 
     onnx_io = {v.name: dims(v) for v in [*graph.input, *graph.output]}
-    assert set(onnx_io) == {INPUT_PATCHES, OUTPUT_SCORE, OUTPUT_HEATMAP}
+    assert set(onnx_io) == {INPUT_PATCHES, *OUTPUTS}
     for tensor in [*config.input, *config.output]:
         per_patch = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
         assert onnx_io[tensor.name][0] == -1  # the batch dimension is free
