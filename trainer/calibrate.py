@@ -9,7 +9,15 @@ Three threshold sets, each tuned for the rule it will be judged by:
   patch scores above its region's threshold) by coordinate descent over the 4
   thresholds, starting from the ``patch`` set.
 - ``run`` (Table 3): re-tuned the same way for the k-of-n run policy (a product
-  is correctly classified when >= k of its runs agree with its label). It serves.
+  is correctly classified when >= k of its runs agree with its label).
+
+Which set serves. The run-level re-tuning moves thresholds on a few dozen products
+and can learn the kit instead of the product (measured: version 2's run thresholds,
+re-tuned on 8 + 8 products, rejected every good product of a new kit). So ``run``
+serves only when it beats ``strip`` under cross-validation over the calibration
+kit's products (each fold calibrated on the others, judged on itself); otherwise
+``strip`` serves. And a set that rejects every good product of the calibration kit
+at the run level is never served: a version that stops the line is refused.
 
 Every step reduces to an exact 1-D search over the observed scores
 (trainer.threshold_search); this module says, for each level, which items
@@ -29,6 +37,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -183,6 +192,70 @@ def product_counts(table: AcquisitionTable, rejected: np.ndarray, policy: RunPol
     return DecisionCounts.from_decisions(defective, defective == right)
 
 
+def threshold_sets(scored: ScoredSet, run_policy: RunPolicy) -> tuple[dict[str, RegionThresholds], dict[str, int]]:
+    """patch -> strip -> run thresholds on one scored set, and the coordinate-descent rounds."""
+    patch = calibrate_patch(scored)
+    table = acquisition_table(scored)
+    patch_level = patch_keys(scored)
+    strip, strip_rounds = calibrate_strip(table, patch, patch_level)
+    run, run_rounds = calibrate_run(table, strip, run_policy, patch_level)
+    return {"patch": patch, "strip": strip, "run": run}, {"strip": strip_rounds, "run": run_rounds}
+
+
+def _subset(scored: ScoredSet, keep: np.ndarray) -> ScoredSet:
+    return ScoredSet.from_columns(
+        scored.scores[keep], region=scored.region[keep], vial=scored.vial[keep], frame=scored.frame[keep],
+        acquisition_id=scored.acquisition_id[keep], product_id=scored.product_id[keep],
+        run_index=scored.run_index[keep], patch_defective=scored.patch_defective[keep],
+        acquisition_defective=scored.acquisition_defective[keep], runtime=scored.runtime)
+
+
+def cross_validate_run_level(scored: ScoredSet, run_policy: RunPolicy, folds: int = 4) -> dict[str, Any]:
+    """Products right under each held-out fold with its own strip vs run thresholds.
+
+    Folds deal good and defective products round-robin, so each fold has both;
+    a fold whose training part lacks defects or goods is skipped.
+    """
+    products, index = np.unique(scored.product_id, return_inverse=True)
+    defective = np.zeros(products.size, dtype=bool)
+    defective[index] = scored.acquisition_defective
+    fold = np.zeros(products.size, dtype=np.int64)
+    for label in (False, True):
+        members = np.nonzero(defective == label)[0]
+        fold[members] = np.arange(members.size) % folds
+    right = {"strip": 0, "run": 0}
+    judged, used = 0, 0
+    for f in range(folds):
+        held = fold[index] == f
+        train = _subset(scored, ~held)
+        if not held.any() or train.acquisition_defective.all() or not train.acquisition_defective.any():
+            continue
+        sets, _ = threshold_sets(train, run_policy)
+        test = _subset(scored, held)
+        table = acquisition_table(test)
+        for name in right:
+            counts = product_counts(table, table.rejected(sets[name].as_array()), run_policy)
+            right[name] += counts.good_accepted + counts.defects_rejected
+        judged += int(table.product_ids.size)
+        used += 1
+    return {"folds": used, "products_judged": judged, "right": right,
+            "accuracy": {k: (v / judged if judged else float("nan")) for k, v in right.items()}}
+
+
+def choose_serving(sets: dict[str, RegionThresholds], table: AcquisitionTable, cv: dict[str, Any],
+                   run_policy: RunPolicy) -> str:
+    """``run`` when it won the cross-validation, else ``strip``; never a set that rejects every good product."""
+    preferred = "run" if cv["folds"] and cv["right"]["run"] > cv["right"]["strip"] else "strip"
+    for name in (preferred, "strip" if preferred == "run" else "run"):
+        counts = product_counts(table, table.rejected(sets[name].as_array()), run_policy)
+        if counts.n_good == 0 or counts.good_accepted > 0:  # some good product accepted (or none to judge)
+            return name
+        log.warning("the %s thresholds reject every good product of the calibration kit: not served", name)
+    raise CalibrationError("every threshold set rejects every good product of the calibration kit: the model "
+                           "cannot tell good from defective here, and such a version would stop the line; "
+                           "refusing to calibrate it")
+
+
 def calibrate(
     scored: ScoredSet,
     *,
@@ -191,23 +264,25 @@ def calibrate(
     recipe: Recipe,
     training_data_digest: str,
     run_policy: RunPolicy = RunPolicy(),
+    score: str = "phi",
+    cv_folds: int = 4,
 ) -> Calibration:
-    """All three threshold sets and their calibration-set metrics; serves the ``run`` set."""
+    """All three threshold sets on ``score`` and their calibration-set metrics; see the module docstring
+    for which set serves."""
     if scored.n == 0:
         raise CalibrationError("the calibration set is empty")
     if not scored.acquisition_defective.any():
         raise CalibrationError("the calibration set has no defective product: thresholds would only "
                                "ever move up; add the defect kit to the calibration set")
-    patch = calibrate_patch(scored)
     table = acquisition_table(scored)
-    patch_level = patch_keys(scored)
     min_runs = int(np.bincount(table.product).min())
     if min_runs < run_policy.k:
         log.warning("some calibration products have only %d runs, fewer than k=%d: the run-level re-tuning "
                     "cannot classify them right and falls back on strip accuracy", min_runs, run_policy.k)
-    strip, strip_rounds = calibrate_strip(table, patch, patch_level)
-    run, run_rounds = calibrate_run(table, strip, run_policy, patch_level)
-    sets = {"patch": patch, "strip": strip, "run": run}
+    sets, rounds = threshold_sets(scored, run_policy)
+    cv = cross_validate_run_level(scored, run_policy, cv_folds)
+    serving = choose_serving(sets, table, cv, run_policy)
+    log.info("run-level cross-validation %s: serving the %s thresholds", cv["accuracy"], serving)
     metrics: dict[str, object] = {
         "calibration_set": {"patches": scored.n, "acquisitions": int(table.defective.size),
                             "products": int(table.product_ids.size),
@@ -215,7 +290,10 @@ def calibrate(
                             "min_runs_per_product": min_runs},
         "tie_break": ("equal accuracy: finer level decides (run -> strip -> patch), then the lowest "
                       "threshold, which rejects at least as many defects"),
-        "coordinate_descent_rounds": {"strip": strip_rounds, "run": run_rounds},
+        "coordinate_descent_rounds": rounds,
+        "run_level_cross_validation": cv,
+        "serving_choice": (f"'{serving}' serves: the run-level re-tuning is adopted only when it beats the strip "
+                           "thresholds under cross-validation over the calibration products"),
     }
     for name, t in sets.items():
         rejected = table.rejected(t.as_array())
@@ -226,6 +304,7 @@ def calibrate(
         }
     return Calibration(
         profile=profile, patch_size=int(patch_size), recipe_id=recipe.id, recipe_digest=recipe.digest(),
-        training_data_digest=training_data_digest, thresholds=sets, serving="run", run_policy=run_policy,
+        training_data_digest=training_data_digest, thresholds=sets, serving=serving, run_policy=run_policy,
+        score=score,
         metrics=metrics, created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

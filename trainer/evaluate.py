@@ -20,13 +20,15 @@ say how the version will do on products it has not seen.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from trainer.calibrate import acquisition_table, patch_counts, patch_level_mask, product_counts
 from trainer.metrics import DecisionCounts, RocCurve, roc_curve
+from trainer.qualification import DefectTruth, detection_table, false_rejects_by_region
 from trainer.scoring import ScoredSet
 from vialguard.calibration import Calibration
 from vialguard.decision import Decision, RegionThresholds, decide_strip
@@ -58,6 +60,9 @@ class Evaluation:
     strip_auroc_max_phi: float                   # eq. 13's plain max phi as the score
     timing: Timing
     kit: dict[str, int]
+    # Detection by defect kind x severity, false rejects by region, the scores compared
+    # (trainer.qualification); empty when the kit's ground truth was not given.
+    qualification: dict[str, Any] = field(default_factory=dict)
 
 
 def vial_counts(scored: ScoredSet, thresholds: RegionThresholds) -> DecisionCounts:
@@ -89,14 +94,21 @@ def strip_decisions(scored: ScoredSet, thresholds: RegionThresholds) -> tuple[np
     return defective, rejected
 
 
-def strip_scores(scored: ScoredSet, thresholds: RegionThresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per acquisition: (defective, max phi/threshold, max phi)."""
+def strip_scores(scored: ScoredSet, thresholds: RegionThresholds, ratio: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per acquisition: (defective, max score/threshold (or score - threshold), max score).
+
+    phi is positive with a level per region, so the ratio compares regions; a local
+    score is a z-like statistic that may sit near or below 0, where a ratio means
+    nothing, so it is compared by its margin. Either is above 1 (0) exactly when eq. 13
+    rejects.
+    """
     _, acq = scored.acquisitions()
     n = int(acq.max()) + 1
-    t = np.maximum(thresholds.as_array(), MIN_THRESHOLD)[scored.region]
+    t = thresholds.as_array()[scored.region]
     normalised = np.full(n, -np.inf)
     plain = np.full(n, -np.inf)
-    np.maximum.at(normalised, acq, scored.scores / t)
+    np.maximum.at(normalised, acq, scored.scores / np.maximum(t, MIN_THRESHOLD) if ratio else scored.scores - t)
     np.maximum.at(plain, acq, scored.scores)
     defective = np.zeros(n, dtype=bool)
     defective[acq] = scored.acquisition_defective
@@ -126,8 +138,14 @@ def timing_of(scored: ScoredSet) -> Timing:
     )
 
 
-def evaluate(scored: ScoredSet, calibration: Calibration) -> Evaluation:
-    """Tables 1-3, serving-threshold figures and ROC of one version on a held-out kit."""
+def evaluate(scored: ScoredSet, calibration: Calibration,
+             defects: Mapping[str, Sequence[DefectTruth]] | None = None,
+             comparison: Mapping[str, Mapping[str, Any]] | None = None) -> Evaluation:
+    """Tables 1-3, serving-threshold figures and ROC of one version on a held-out kit.
+
+    ``defects`` (product id -> its defects) adds the detection-by-severity table;
+    ``comparison`` (score kind -> summary, see :func:`summary`) the scores compared.
+    """
     if scored.n == 0:
         raise ValueError("the evaluation kit is empty")
     patch_t, strip_t, run_t = (calibration.thresholds[k] for k in ("patch", "strip", "run"))
@@ -137,7 +155,7 @@ def evaluate(scored: ScoredSet, calibration: Calibration) -> Evaluation:
     roc = {rid: roc_curve(scored.scores[use & (scored.region == r)],
                           scored.patch_defective[use & (scored.region == r)])
            for r, rid in enumerate(REGION_IDS)}
-    defective, normalised, plain = strip_scores(scored, strip_t)
+    defective, normalised, plain = strip_scores(scored, strip_t, ratio=calibration.score == "phi")
     roc["strip"] = roc_curve(normalised, defective)
     return Evaluation(
         calibration=calibration,
@@ -154,4 +172,27 @@ def evaluate(scored: ScoredSet, calibration: Calibration) -> Evaluation:
              "defective_products": int(np.unique(table.product[table.defective]).size),
              "min_runs_per_product": int(np.bincount(table.product).min()),
              "max_runs_per_product": int(np.bincount(table.product).max())},
+        qualification=_qualification(scored, calibration, defects, comparison),
     )
+
+
+def _qualification(scored: ScoredSet, calibration: Calibration, defects: Mapping[str, Sequence[DefectTruth]] | None,
+                   comparison: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    serving = calibration.serving_thresholds
+    out: dict[str, Any] = {"false_rejects_by_region": false_rejects_by_region(scored, serving)}
+    if defects is not None:
+        out["detection_by_kind_and_severity"] = detection_table(scored, serving, calibration.run_policy, defects)
+    if comparison:
+        out["scores_compared"] = dict(comparison)
+    return out
+
+
+def summary(scored: ScoredSet, calibration: Calibration) -> dict[str, Any]:
+    """Strip AUROC and strip/run counts at the serving thresholds: one row of the scores compared."""
+    serving = calibration.serving_thresholds
+    table = acquisition_table(scored)
+    defective, rejected = strip_decisions(scored, serving)
+    _, normalised, _ = strip_scores(scored, calibration.thresholds["strip"], ratio=calibration.score == "phi")
+    return {"strip_auroc": roc_curve(normalised, defective).auroc, "serving": calibration.serving,
+            "strip": DecisionCounts.from_decisions(defective, rejected).as_dict(),
+            "run": product_counts(table, rejected, calibration.run_policy).as_dict()}

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import math
+
 import numpy as np
 
 
@@ -60,13 +62,27 @@ class DecisionCounts:
     def as_dict(self) -> dict[str, Any]:
         return {
             "accuracy": _finite_or_none(self.accuracy),
+            "accuracy_ci95": wilson_interval(self.good_accepted + self.defects_rejected, self.total),
             "good_accepted_rate": _finite_or_none(self.good_accepted_rate),
+            "good_accepted_ci95": wilson_interval(self.good_accepted, self.n_good),
             "defects_rejected_rate": _finite_or_none(self.defects_rejected_rate),
+            "defects_rejected_ci95": wilson_interval(self.defects_rejected, self.n_defective),
             "n_good": self.n_good,
             "n_defective": self.n_defective,
             "good_accepted": self.good_accepted,
             "defects_rejected": self.defects_rejected,
         }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> list[float] | None:
+    """95 % Wilson score interval of a proportion: honest at 0 %, 100 % and small n, where the
+    normal approximation gives intervals outside [0, 1] or of zero width. None for n = 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -16,6 +16,7 @@ import numpy as np
 from trainer import paper_figures as paper
 from trainer.evaluate import Evaluation
 from trainer.metrics import DecisionCounts, RocCurve
+from trainer.qualification import qualification_markdown
 from vialguard.inspector_io import REPORT_JSON_FILENAME, REPORT_MD_FILENAME, ROC_PNG_FILENAME
 from vialguard.recipe import REGION_IDS
 
@@ -56,7 +57,7 @@ def report_json(ev: Evaluation) -> dict[str, Any]:
                         "ms_per_patch": ev.timing.ms_per_patch} for rid in REGION_IDS}
     return {
         "convention": CONVENTION,
-        "profile": cal.profile, "patch_size": cal.patch_size, "recipe_id": cal.recipe_id,
+        "profile": cal.profile, "patch_size": cal.patch_size, "recipe_id": cal.recipe_id, "score": cal.score,
         "recipe_digest": cal.recipe_digest, "training_data_digest": cal.training_data_digest,
         "kit": ev.kit,
         "table1_per_region": {**per_region, "vial": ev.per_vial.as_dict()},
@@ -66,18 +67,26 @@ def report_json(ev: Evaluation) -> dict[str, Any]:
                            "run_policy": {"k": cal.run_policy.k, "n": cal.run_policy.n}},
         "serving": {"threshold_set": cal.serving, **ev.serving},
         "roc": {name: _roc_json(curve) for name, curve in ev.roc.items()},
-        "strip_score": "max over patches of phi / threshold of the patch's region (strip thresholds)",
+        "strip_score": ("max over patches of score / threshold of the patch's region (strip thresholds)" if cal.score == "phi"
+                        else "max over patches of score - threshold of the patch's region (strip thresholds)"),
         "strip_auroc_max_phi": None if np.isnan(ev.strip_auroc_max_phi) else ev.strip_auroc_max_phi,
         "timing": {"runtime": ev.timing.runtime, "ms_per_patch": ev.timing.ms_per_patch,
                    "ms_per_acquisition_mean": ev.timing.ms_per_acquisition_mean,
                    "ms_per_acquisition_p99": ev.timing.ms_per_acquisition_p99, "batches": ev.timing.batches},
         "paper": paper.as_dict(),
+        "qualification": ev.qualification,
     }
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "" if interval is None else f" ({interval[0]:.3f}-{interval[1]:.3f})"
+
+
 def _row(c: DecisionCounts) -> str:
-    return (f"{_f(c.accuracy)} | {_f(c.good_accepted_rate)} | {_f(c.defects_rejected_rate)} | "
-            f"{c.n_good} | {c.n_defective}")
+    """accuracy | good accepted | defects rejected | n good | n defective, each rate with its 95 % Wilson CI."""
+    d = c.as_dict()
+    return (f"{_f(c.accuracy)}{_ci(d['accuracy_ci95'])} | {_f(c.good_accepted_rate)}{_ci(d['good_accepted_ci95'])} | "
+            f"{_f(c.defects_rejected_rate)}{_ci(d['defects_rejected_ci95'])} | {c.n_good} | {c.n_defective}")
 
 
 def report_markdown(ev: Evaluation, title: str) -> str:
@@ -87,11 +96,12 @@ def report_markdown(ev: Evaluation, title: str) -> str:
     lines = [
         f"# {title}", "",
         f"Profile `{cal.profile}` ({cal.patch_size}x{cal.patch_size} patches), recipe `{cal.recipe_id}`, "
-        f"training data `{cal.training_data_digest}`.",
+        f"training data `{cal.training_data_digest}`. Score: `{cal.score}`; serving thresholds: `{cal.serving}`.",
         f"Held-out kit: {ev.kit['products']} products ({ev.kit['defective_products']} defective), "
         f"{ev.kit['acquisitions']} acquisitions, {ev.kit['patches']} patches. "
         f"Paper kit: {paper.KIT['good_products']} good and {paper.KIT['defective_products']} defective products.",
         "", f"_{CONVENTION}_", "",
+        "Accuracies and rates are followed by their 95 % Wilson interval.", "",
         "## Table 1 - per region, patch level (`patch` thresholds)", "",
         "| region | threshold " + head + " ms/patch | paper threshold | paper accuracy | paper TPR | paper TNR | paper ms/patch |",
         "|---" * 13 + "|",
@@ -108,7 +118,7 @@ def report_markdown(ev: Evaluation, title: str) -> str:
     for name, table, counts, ref in (("Table 2 - per strip, eq. 13 (`strip` thresholds)", "strip", ev.per_strip,
                                       paper.TABLE2_PER_STRIP),
                                      (f"Table 3 - per run, {cal.run_policy.k} of {cal.run_policy.n} runs "
-                                      "(`run` thresholds, served)", "run", ev.per_run, paper.TABLE3_PER_RUN)):
+                                      "(`run` thresholds)", "run", ev.per_run, paper.TABLE3_PER_RUN)):
         lines += [f"## {name}", "", "| | " + " | ".join(REGION_IDS) + " " + head, "|---" * 10 + "|",
                   "| ours | " + " | ".join(f"{thr[table][r]:.6f}" for r in REGION_IDS) + f" | {_row(counts)} |",
                   "| paper | " + " | ".join(f"{ref['thresholds'][r]:.6f}" for r in REGION_IDS)
@@ -129,8 +139,8 @@ def report_markdown(ev: Evaluation, title: str) -> str:
         "## ROC (defects = class to detect)", "",
         "| curve | AUROC |", "|---|---|",
         *[f"| patch {rid} | {_f(ev.roc[rid].auroc)} |" for rid in REGION_IDS],
-        f"| strip, max(phi / region threshold) | {_f(ev.roc['strip'].auroc)} |",
-        f"| strip, max(phi) as eq. 13 | {_f(ev.strip_auroc_max_phi)} |", "",
+        f"| strip, max(score {'/' if cal.score == 'phi' else '-'} region threshold) | {_f(ev.roc['strip'].auroc)} |",
+        f"| strip, max(score) as eq. 13 | {_f(ev.strip_auroc_max_phi)} |", "",
         f"![ROC]({ROC_PNG_FILENAME})", "",
         "## Inference time", "",
         f"Runtime: {t.runtime}. Mean {_f(t.ms_per_patch)} ms per patch (time per 60-patch batch / 60), "
@@ -138,6 +148,10 @@ def report_markdown(ev: Evaluation, title: str) -> str:
         f"over {t.batches} batches, against a 500 ms slot. Paper: {paper.TABLE1_PER_REGION['R0']['ms_per_patch']} "
         f"ms per patch on {paper.PAPER_HARDWARE}.", "",
     ]
+    q = ev.qualification
+    if q:
+        lines += qualification_markdown(q.get("detection_by_kind_and_severity", []), q["false_rejects_by_region"],
+                                        q.get("scores_compared", {}), cal.score)
     return "\n".join(lines)
 
 

@@ -9,6 +9,8 @@ from trainer.calibrate import (
     acquisition_table,
     calibrate,
     calibrate_patch,
+    choose_serving,
+    cross_validate_run_level,
     patch_counts,
     patch_level_mask,
     product_counts,
@@ -99,7 +101,9 @@ def test_strip_retuning_never_lowers_strip_accuracy_and_run_retuning_never_lower
     assert _strip_accuracy(kit, strip) >= _strip_accuracy(kit, patch)
     assert _run_accuracy(kit, run, cal.run_policy) >= _run_accuracy(kit, strip, cal.run_policy)
     assert cal.metrics["strip"]["strip"]["accuracy"] == pytest.approx(_strip_accuracy(kit, strip))
-    assert cal.serving == "run" and cal.serving_thresholds == run
+    cv = cal.metrics["run_level_cross_validation"]
+    wins = cv["right"]["run"] > cv["right"]["strip"]
+    assert cal.serving == ("run" if wins else "strip") and cal.serving_thresholds == cal.thresholds[cal.serving]
 
 
 @pytest.mark.parametrize("level", ["strip", "run"])
@@ -154,3 +158,34 @@ def test_product_labelled_both_good_and_defective_is_refused() -> None:
                                         "run_index", "patch_defective")}
     with pytest.raises(CalibrationError, match="P002"):
         _calibrate(ScoredSet.from_columns(kit.scores, **cols, acquisition_defective=labels))
+
+
+def test_cross_validation_counts_every_product_once_and_reports_both_sets() -> None:
+    kit = synthetic_kit(n_good=8, n_defective=8, runs=10, separation=0.012, seed=3)
+    cv = cross_validate_run_level(kit, RunPolicy(), folds=4)
+    assert cv["folds"] == 4 and cv["products_judged"] == 16
+    assert set(cv["right"]) == {"strip", "run"} and all(0 <= v <= 16 for v in cv["right"].values())
+    assert cv["accuracy"]["strip"] == pytest.approx(cv["right"]["strip"] / 16)
+
+
+def test_a_threshold_set_that_rejects_every_good_product_is_never_served() -> None:
+    kit = synthetic_kit(n_good=6, n_defective=6, runs=10, separation=0.02, seed=4)
+    table = acquisition_table(kit)
+    reject_all = RegionThresholds(-1.0, -1.0, -1.0, -1.0)
+    sane = calibrate(kit, profile="t", patch_size=32, recipe=RECIPE, training_data_digest="d").thresholds["strip"]
+    cv_run_wins = {"folds": 4, "right": {"strip": 0, "run": 12}}
+    assert choose_serving({"run": reject_all, "strip": sane}, table, cv_run_wins, RunPolicy()) == "strip"
+    with pytest.raises(CalibrationError, match="would stop the line"):
+        choose_serving({"run": reject_all, "strip": reject_all}, table, cv_run_wins, RunPolicy())
+
+
+def test_wilson_interval_is_honest_at_the_edges() -> None:
+    from trainer.metrics import wilson_interval
+
+    lo, hi = wilson_interval(20, 20)
+    assert hi == 1.0 and 0.83 < lo < 0.84  # 20/20 is not "certainly 100 %"
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.27 < hi < 0.28
+    assert wilson_interval(0, 0) is None
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
