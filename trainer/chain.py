@@ -54,8 +54,8 @@ class RunLayout:
         return self.root / GENERATOR_FILENAME
 
     @property
-    def calibration(self) -> Path:
-        return self.root / "calibration.json"
+    def calibration_dir(self) -> Path:  # calibration.json of the served score + every score's (calibration_bundle)
+        return self.root / "calibration"
 
     @property
     def evaluation_dir(self) -> Path:
@@ -152,11 +152,14 @@ def ingest_all(layout: RunLayout, recipe: Recipe, patch_size: int, scale: RunSca
 
 
 def train_generator(patches: Path, profile: Any, config: Any, layout: RunLayout, shuffle_buffer: int,
-                    validation_steps: int | None = None) -> Any:
+                    validation_steps: int | None = None, heldout_kit: Path | None = None,
+                    recipe: Recipe | None = None) -> Any:
     """Train the GAN on the ingested training set and save the generator.
 
     ``validation_steps`` caps the validation pass per epoch (on a CPU a full pass
     can cost as much as the training epoch); None keeps the config's setting.
+    ``heldout_kit`` (an ingested kit never trained on, with its ``recipe``) adds the
+    held-out strip AUROC per epoch to TensorBoard (trainer.monitoring).
     """
     from trainer.pipeline import steps_per_epoch, training_dataset
     from trainer.train import train
@@ -175,7 +178,15 @@ def train_generator(patches: Path, profile: Any, config: Any, layout: RunLayout,
     if index.count("validation"):
         val_ds = training_dataset(patches, "validation", config.batch_size, shuffle_buffer, config.seed,
                                   repeat=False)
-    generator = train(config, profile, train_ds, val_ds, layout.train_dir)
+    extra = []
+    if heldout_kit is not None and recipe is not None:
+        from trainer.monitoring import HeldOutAuroc, heldout_sample
+        from vialguard.local_score import PatchLayout
+
+        lay = PatchLayout.from_recipe(recipe)
+        sample, defective = heldout_sample(heldout_kit, recipe.inspected_frames, lay)
+        extra.append(HeldOutAuroc(layout.train_dir / config.tensorboard_dirname, sample, defective, lay))
+    generator = train(config, profile, train_ds, val_ds, layout.train_dir, extra)
     layout.root.mkdir(parents=True, exist_ok=True)
     generator.save(layout.generator)
     return generator
@@ -189,48 +200,52 @@ def load_generator(path: Path) -> Any:
     return keras.models.load_model(path, compile=False)
 
 
-def score_kit(generator: Any, patches: Path, recipe: Recipe) -> Any:
-    """Score every patch of an ingested kit with the TensorFlow inspector graph."""
-    from trainer.inspector import build_inspector
+def _kit_stream(kit: Path, recipe: Recipe) -> Any:
     from trainer.pipeline import labelled_dataset
-    from trainer.scoring import keras_scorer, labelled_stream, score_stream
+    from trainer.scoring import labelled_stream
 
-    stream = labelled_stream(labelled_dataset(patches), recipe.inspected_frames)
-    return score_stream(keras_scorer(build_inspector(generator)), stream, runtime="tensorflow-cpu")
+    return labelled_stream(labelled_dataset(kit), recipe.inspected_frames)
 
 
-def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, recipe: Recipe) -> Any:
-    """Per-region thresholds on the calibration kit, tied to the training data's digest."""
-    from trainer.calibrate import calibrate
+def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, recipe: Recipe,
+                  served: str | None = None) -> Any:
+    """Every score calibrated on the calibration kit (trainer.calibration_bundle), tied to the
+    training data's digest; ``served`` (default: the local score fused over frames) serves."""
+    from trainer.calibration_bundle import DEFAULT_SCORE, calibrate_scores, kit_maps
 
     _check_kit(kit, profile)
     digest = load_index(train_patches).source_digest
-    scored = score_kit(generator, kit, recipe)
-    return calibrate(scored, profile=profile.name, patch_size=profile.patch_size, recipe=recipe,
-                     training_data_digest=digest)
+    maps = kit_maps(generator, _kit_stream(kit, recipe), recipe)
+    return calibrate_scores(maps, served=served or DEFAULT_SCORE, profile=profile.name,
+                            patch_size=profile.patch_size, recipe=recipe, training_data_digest=digest)
 
 
-def evaluate_kit(generator: Any, profile: Any, calibration: Any, kit: Path, recipe: Recipe, out: Path
+def evaluate_kit(generator: Any, profile: Any, bundle: Any, kit: Path, recipe: Recipe, out: Path
                  ) -> tuple[Any, dict[str, Path]]:
-    """Tables 1-3 on the held-out kit; report.md/json and roc.png under ``out``."""
-    from trainer.evaluate import evaluate
+    """Tables 1-3 on the held-out kit, with the severity table when the kit's dataset is at hand;
+    report.md/json and roc.png under ``out``."""
+    from trainer.calibration_bundle import evaluate_scores, kit_maps
+    from trainer.qualification import kit_defects
     from trainer.report import write_report
 
     _check_kit(kit, profile)
-    evaluation = evaluate(score_kit(generator, kit, recipe), calibration)
+    source = Path(load_index(kit).source)
+    defects = kit_defects(source) if (source / "manifest.jsonl").is_file() else None
+    evaluation = evaluate_scores(kit_maps(generator, _kit_stream(kit, recipe), recipe, bundle), bundle, defects)
     out.mkdir(parents=True, exist_ok=True)
     files = write_report(evaluation, out, title=f"vialguard {profile.name} evaluation on the held-out kit")
     return evaluation, files
 
 
-def export_model(generator: Any, profile: Any, calibration: Any, report_files: dict[str, Path],
+def export_model(generator: Any, profile: Any, bundle: Any, report_files: dict[str, Path],
                  repository: Path, recipe: Recipe) -> int:
-    """Publish a new version (ONNX + calibration + report + Triton adapter)."""
+    """Publish a new version (ONNX with the served score + calibration + statistics + report + adapter)."""
     from trainer.export import export_version
     from vialguard.triton_backend import triton_backend_files
 
-    return export_version(generator, profile, calibration, report_files, repository, recipe,
-                          calibration.training_data_digest, extra_files=triton_backend_files())
+    return export_version(generator, profile, bundle.calibration, report_files, repository, recipe,
+                          bundle.calibration.training_data_digest, extra_files=triton_backend_files(),
+                          local=bundle.local)
 
 
 def roll_out(triton_url: str | None, version: int, repository: Path) -> None:

@@ -25,6 +25,7 @@ from trainer.cli_commands import COMMANDS  # noqa: E402  (commands import Tensor
 from trainer.run_scale import SCALE_FLAGS, SCALES  # noqa: E402
 from trainer.shard_index import FRAME_MODES  # noqa: E402
 from vialguard.errors import VialguardError  # noqa: E402
+from vialguard.local_score import SCORE_KINDS, SCORE_LOCAL_FUSED  # noqa: E402
 from vialguard.recipe import DEFAULT_RECIPE_ID  # noqa: E402
 
 log = logging.getLogger("vialguard-train")
@@ -117,18 +118,37 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "calibrate":
             p.add_argument("--train-patches", type=_existing_dir, required=True,
                            help="ingested training set (its source digest is recorded)")
-            p.add_argument("--out", type=Path, required=True, help="calibration.json to write")
+            p.add_argument("--out", type=Path, required=True,
+                           help="calibration directory to write (calibration.json of the served score, "
+                                "every score's calibration and local-score statistics)")
+            p.add_argument("--score", choices=SCORE_KINDS, default=SCORE_LOCAL_FUSED,
+                           help="the score the version serves (default: local-fused; every score is "
+                                "calibrated and compared in the report)")
         else:
-            p.add_argument("--calibration", type=_existing_file, required=True, help="calibration.json")
+            p.add_argument("--calibration", type=_existing_dir, required=True, help="output of `calibrate`")
             p.add_argument("--out", type=Path, required=True, help="directory for report.md/json, roc.png")
 
     p = sub.add_parser("export", help="publish generator + calibration + report as a new model version")
     p.add_argument("--generator", type=_existing_file, required=True)
-    p.add_argument("--calibration", type=_existing_file, required=True)
+    p.add_argument("--calibration", type=_existing_dir, required=True, help="output of `calibrate`")
     p.add_argument("--report-dir", type=_existing_dir, required=True, help="output of `evaluate`")
     p.add_argument("--out", type=Path, default=Path("model_repository"), help="model repository")
     _add_triton_flag(p)
     _add_model_flags(p)
+
+    p = sub.add_parser("validate", help="Tables 1-3 and the severity table of a published version on any kit, "
+                                        "scored by the version's own ONNX and calibration as served")
+    p.add_argument("--version", type=_positive_int, required=True, help="published version number")
+    p.add_argument("--kit", type=_existing_dir, required=True,
+                   help="kit in the dataset format (simulator.cli kit, or `import` of a line's own kit)")
+    p.add_argument("--repository", type=_existing_dir, default=Path("model_repository"), help="model repository")
+    p.add_argument("--out", type=Path, required=True, help="directory for report.md/json, roc.png")
+
+    p = sub.add_parser("import", help="a line's own acquisitions (good/<product>/<run>/*.png, "
+                                      "defective/<product>/<run>/*.png) into the dataset format")
+    p.add_argument("--source", type=_existing_dir, required=True, help="folder with good/ and defective/")
+    p.add_argument("--out", type=Path, required=True, help="new dataset folder")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
 
     p = sub.add_parser("all", help="simulate -> ingest -> train -> calibrate -> evaluate -> export")
     p.add_argument("--out", type=Path, default=Path("model_repository"), help="model repository to publish into")

@@ -1,0 +1,58 @@
+"""The local score's statistics, and honest calibration-kit scores to place thresholds on.
+
+What good acquisitions show at each pixel is measured on the good products of the
+calibration kit. Thresholds placed on scores normalised by statistics that include
+the very acquisition being scored would be too low for new products (its own
+variation is already "expected"), so the calibration kit is scored out of fold: its
+products are split into folds, and each fold is scored with statistics from the good
+products of the other folds. The version then serves statistics from all good
+products, which differ from each fold's only by sampling.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.kit_maps import KitMaps
+from trainer.scoring import ScoredSet
+from vialguard.errors import CalibrationError
+from vialguard.local_score import SCORE_LOCAL, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, StatisticsAccumulator
+
+DEFAULT_FOLDS = 2
+FLOOR_QUANTILE = 0.5
+
+
+def product_folds(products: np.ndarray, folds: int) -> np.ndarray:
+    """Fold of each acquisition: products in sorted order, dealt round-robin."""
+    ids, index = np.unique(products, return_inverse=True)
+    if ids.size < folds:
+        raise CalibrationError(f"the calibration kit has {ids.size} products, fewer than {folds} folds")
+    return index % folds
+
+
+def fit_local_model(kit: KitMaps, fuse_frames: bool, acquisitions: np.ndarray | None = None,
+                    floor_quantile: float = FLOOR_QUANTILE) -> LocalScoreModel:
+    """Statistics of the good acquisitions among ``acquisitions`` (all of the kit's by default)."""
+    good = kit.good_acquisitions()
+    if acquisitions is not None:
+        good = np.intersect1d(good, acquisitions)
+    acc = StatisticsAccumulator(kit.layout, fuse_frames)
+    for a in good:
+        acc.add(kit.flat_maps(int(a)))
+    return acc.model(floor_quantile)
+
+
+def cross_fitted_scores(kit: KitMaps, kind: str, folds: int = DEFAULT_FOLDS,
+                        floor_quantile: float = FLOOR_QUANTILE) -> ScoredSet:
+    """The kit scored with ``kind``; local kinds out of fold (see the module docstring)."""
+    if kind == SCORE_PHI:
+        return kit.scored(None)
+    if kind not in (SCORE_LOCAL, SCORE_LOCAL_FUSED):
+        raise CalibrationError(f"unknown score '{kind}'")
+    fold = product_folds(kit.product_of(), folds)
+    everything = np.arange(kit.acquisitions)
+    scores = np.zeros((kit.acquisitions, kit.layout.per_acquisition))
+    for f in range(folds):
+        model = fit_local_model(kit, kind == SCORE_LOCAL_FUSED, everything[fold != f], floor_quantile)
+        held = everything[fold == f]
+        scores[held] = kit.scored(model, held).scores.reshape(held.size, -1)
+    return kit.table.with_scores(scores.reshape(-1))
