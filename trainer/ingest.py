@@ -48,7 +48,8 @@ from trainer.shard_index import (
 )
 from vialguard import dataset as acquisitions
 from vialguard.dataset import AcquisitionRecord
-from vialguard.patching import cut_frame, rank_images, select_inspected
+from vialguard.errors import AcquisitionError
+from vialguard.patching import cut_frame, frame_indices, rank_images, select_inspected
 from vialguard.recipe import REGION_IDS, Recipe
 
 log = logging.getLogger(__name__)
@@ -103,16 +104,17 @@ def _images(root: Path, record: AcquisitionRecord, recipe: Recipe, mode: str) ->
     For the inspected frames only those 3 PNGs are decoded (select_inspected
     applied to the manifest's frame list): decoding is most of the cost.
     """
-    if len(record.frames) != recipe.frames_per_acquisition:
-        raise IngestError(f"acquisition {record.acquisition_id} has {len(record.frames)} frames, "
-                          f"recipe '{recipe.id}' expects {recipe.frames_per_acquisition}")
+    try:
+        indices = frame_indices(len(record.frames), recipe)
+    except AcquisitionError as exc:
+        raise IngestError(f"acquisition {record.acquisition_id}: {exc}") from None
     if mode == "inspected":
         chosen = replace(record, frames=tuple(str(f) for f in select_inspected(list(record.frames), recipe)))
         frames = np.asarray(acquisitions.load_frames(root, chosen))
         return [(img, idx, "frame") for img, idx in zip(frames, recipe.inspected_frames)]
     frames = np.asarray(acquisitions.load_frames(root, record))
     low, high = rank_images(frames)
-    return [(f, i, "frame") for i, f in enumerate(frames)] + [(low, -1, "rank_min"), (high, -1, "rank_max")]
+    return [(f, i, "frame") for i, f in zip(indices, frames)] + [(low, -1, "rank_min"), (high, -1, "rank_max")]
 
 
 def acquisition_records(

@@ -170,9 +170,12 @@ class DatasetWriter:
         if (fields.label == "defective") != bool(fields.defects):
             raise DatasetError(f"acquisition {acq}: a {fields.label} acquisition with {len(fields.defects)} defects")
         expected = (rec.frames_per_acquisition, rec.frame_height, rec.frame_width)
-        if frames.dtype != np.uint8 or frames.shape != expected:
+        # A whole acquisition, or only its inspected frames (an import from a line that saves those).
+        counts = (rec.frames_per_acquisition, len(rec.inspected_frames))
+        if frames.dtype != np.uint8 or frames.ndim != 3 or frames.shape[0] not in counts or frames.shape[1:] != expected[1:]:
             raise DatasetError(
-                f"acquisition {acq}: frames must be uint8 {expected}, got {frames.dtype} {frames.shape}"
+                f"acquisition {acq}: frames must be uint8 {expected} (or only the {counts[1]} inspected), "
+                f"got {frames.dtype} {frames.shape}"
             )
         if len(masks) != len(fields.defects):
             raise DatasetError(f"acquisition {acq}: {len(fields.defects)} defects but {len(masks)} masks")

@@ -90,13 +90,22 @@ def cut_frame(frame: np.ndarray, recipe: Recipe, patch_size: int | None = None) 
     return out
 
 
+def frame_indices(count: int, recipe: Recipe) -> tuple[int, ...]:
+    """Sequence indices of an acquisition's frames: all of them, or only the inspected ones."""
+    if count == recipe.frames_per_acquisition:
+        return tuple(range(count))
+    if count == len(recipe.inspected_frames):
+        return tuple(recipe.inspected_frames)
+    raise AcquisitionError(
+        f"an acquisition has {recipe.frames_per_acquisition} frames in recipe '{recipe.id}' (or only the "
+        f"{len(recipe.inspected_frames)} inspected ones), got {count}"
+    )
+
+
 def select_inspected(frames: np.ndarray | list[np.ndarray], recipe: Recipe) -> list[np.ndarray]:
-    """Pick the inspected frames (1st, 8th, 16th) from a full acquisition."""
-    if len(frames) != recipe.frames_per_acquisition:
-        raise AcquisitionError(
-            f"an acquisition has {recipe.frames_per_acquisition} frames in recipe '{recipe.id}', got {len(frames)}"
-        )
-    return [np.asarray(frames[i]) for i in recipe.inspected_frames]
+    """Pick the inspected frames (1st, 8th, 16th) from a full acquisition (or take them as they are)."""
+    indices = frame_indices(len(frames), recipe)
+    return [np.asarray(frames[indices.index(i)]) for i in recipe.inspected_frames]
 
 
 def cut_acquisition(

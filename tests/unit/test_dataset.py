@@ -123,7 +123,9 @@ def test_writer_refuses_bad_acquisitions_and_an_existing_dataset(dataset: Path, 
     mask = np.zeros(frames.shape[1:], bool)
     with DatasetWriter(tmp_path / "w", RECIPE, 0, {}) as writer:
         with pytest.raises(DatasetError, match="frames must be uint8"):
-            writer.add(AcquisitionFields("P1", 0, "good"), frames[:3], [])
+            writer.add(AcquisitionFields("P1", 0, "good"), frames[:5], [])  # neither 16 nor the 3 inspected
+        with pytest.raises(DatasetError, match="frames must be uint8"):
+            writer.add(AcquisitionFields("P1", 0, "good"), frames.astype(np.uint16), [])
         with pytest.raises(DatasetError, match="a good acquisition with 1 defects"):
             writer.add(AcquisitionFields("P1", 0, "good", (DefectFields("burn", 0, 2, 0.5),)), frames, [mask])
         with pytest.raises(DatasetError, match="1 defects but 0 masks"):
