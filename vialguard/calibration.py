@@ -7,7 +7,12 @@ version that produced the scores; the other sets are kept for the report.
 Threshold sets, as in the paper's tables:
 - ``patch``: maximise per-patch accuracy per region (Table 1),
 - ``strip``: re-tuned for the strip rule, eq. 13 (Table 2),
-- ``run``:   re-tuned for the k-of-n run policy (Table 3). This is what serves.
+- ``run``:   re-tuned for the k-of-n run policy (Table 3).
+
+``serving`` names the set the aggregator applies: ``run`` only where the run-level
+re-tuning beat the strip thresholds under cross-validation on the calibration kit,
+else ``strip``. ``score`` names which score the thresholds are on (see
+vialguard.local_score: ``phi``, ``local`` or ``local-fused``).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Any
 
 from vialguard.decision import RegionThresholds, RunPolicy
 from vialguard.errors import CalibrationError
+from vialguard.local_score import SCORE_KINDS
 
 SCHEMA_VERSION = 1
 THRESHOLD_SETS = ("patch", "strip", "run")
@@ -33,8 +39,13 @@ class Calibration:
     thresholds: dict[str, RegionThresholds]
     serving: str = "run"
     run_policy: RunPolicy = RunPolicy()
+    score: str = "phi"
     metrics: dict[str, Any] = field(default_factory=dict)
     created_utc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORE_KINDS:
+            raise CalibrationError(f"calibration names score '{self.score}'; known scores: {list(SCORE_KINDS)}")
 
     @property
     def serving_thresholds(self) -> RegionThresholds:
@@ -50,6 +61,7 @@ class Calibration:
             "training_data_digest": self.training_data_digest,
             "thresholds": {name: t.as_mapping() for name, t in self.thresholds.items()},
             "serving": self.serving,
+            "score": self.score,
             "run_policy": {"k": self.run_policy.k, "n": self.run_policy.n},
             "metrics": self.metrics,
             "created_utc": self.created_utc,
@@ -74,6 +86,7 @@ class Calibration:
                 thresholds=thresholds,
                 serving=serving,
                 run_policy=RunPolicy(int(policy.get("k", 7)), int(policy.get("n", 10))),
+                score=str(data.get("score", "phi")),
                 metrics=dict(data.get("metrics", {})),
                 created_utc=str(data.get("created_utc", "")),
             )
