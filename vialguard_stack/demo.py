@@ -26,7 +26,7 @@ from vialguard.recipe import DEFAULT_RECIPE_ID, load_recipe
 from vialguard_stack.camera import LINE_SLOT_MS, FrameEncoding, FrameSelection, Shot, SimulatedCamera
 from vialguard_stack.demo_report import (
     ACQUISITION_TABLE, PRODUCT_TABLE, DemoResult, acquisition_row, outcome_from, product_outcomes, product_row,
-    run_policy_of, summary_lines,
+    product_why_lines, run_policy_of, summary_lines,
 )
 from vialguard_stack.kit_source import HELD_OUT_SEED, directory_shots, simulated_shots
 from vialguard_stack.local_stack import DEFAULT_REPOSITORY, REPO_ROOT, StackNotReady, StackSettings, local_stack, preflight
@@ -101,6 +101,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> DemoResu
     out("")
     out(f"per product, run policy {policy.k} of {policy.n}:")
     out(PRODUCT_TABLE.render([product_row(p) for p in result.products]))
+    for line in product_why_lines(result.products):
+        out(line)
     out("")
     for line in summary_lines(result):
         out(line)
