@@ -41,11 +41,7 @@ def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
                   "(no thresholds) until it is mounted", config.model_repository)
     metrics = AggregatorMetrics()
     metrics.registry.register(RedisQueueCollector(config.redis_url))
-    try:
-        stop_metrics = serve_metrics(metrics.registry, config.metrics_host, config.metrics_port, "aggregator")
-    except OSError as exc:
-        log.critical("cannot serve metrics on %s:%d: %s", config.metrics_host, config.metrics_port, exc)
-        raise SystemExit(1) from exc
+    stop_metrics = serve_metrics(metrics.registry, config.metrics_host, config.metrics_port, "aggregator")
     aggregator = Aggregator(config, client, audit, ThresholdCache(config.model_repository), metrics)
     seq, head = audit.head()
     log.info("aggregator %s: redis %s, audit %s (head seq %d %s), models %s",

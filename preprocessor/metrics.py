@@ -91,9 +91,9 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                     m.observe_verdict(reply)
                 return reply
             finally:
-                m.in_flight.labels(method).dec()
                 m.requests.labels(method, _code_of(context, failed)).inc()
                 m.handling.labels(method).observe(time.perf_counter() - started)
+                m.in_flight.labels(method).dec()
         return wrapped
 
     def _stream(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Callable[..., Any]:
@@ -106,8 +106,9 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 yield from behaviour(request, context)
                 failed = False
             finally:
-                m.in_flight.labels(method).dec()
                 code = _code_of(context, failed)
-                m.requests.labels(method, "CANCELLED" if failed and code == "UNKNOWN" and not context.is_active()
-                                  else code).inc()
+                if code in ("OK", "UNKNOWN") and not context.is_active():
+                    code = "CANCELLED"  # the client went away (a screen closed): not an error of ours
+                m.requests.labels(method, code).inc()
+                m.in_flight.labels(method).dec()
         return wrapped

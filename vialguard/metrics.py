@@ -22,12 +22,19 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1
 def serve_metrics(registry: CollectorRegistry, host: str, port: int, service: str) -> Callable[[], None]:
     """Expose ``registry`` at http://host:port/metrics in a daemon thread; returns a function that stops it.
 
-    Port 0 turns the endpoint off (the returned function then does nothing).
+    Port 0 turns the endpoint off (the returned function then does nothing). A port
+    that cannot be bound is logged and the service carries on without metrics: the
+    line's verdicts matter more than their figures.
     """
     if port == 0:
         log.info("%s: metrics endpoint off (metrics_port 0)", service)
         return lambda: None
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.error("%s: cannot serve metrics on %s:%d (%s); running without a /metrics endpoint", service, host,
+                  port, exc)
+        return lambda: None
     log.info("%s: Prometheus metrics on http://%s:%d/metrics", service, host, port)
 
     def stop() -> None:
