@@ -47,8 +47,8 @@ def overlay(patch_png: bytes, heatmap_png: bytes) -> bytes:
         heat = cv2.resize(heat, (patch.shape[1], patch.shape[0]), interpolation=cv2.INTER_LINEAR)
     colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET).astype(np.float32)
     base = cv2.cvtColor(patch, cv2.COLOR_GRAY2BGR).astype(np.float32)
-    # sqrt: the map is min-max normalised, so most of a patch sits low; this keeps mid heat visible.
-    alpha = (np.sqrt(heat.astype(np.float32) / 255.0) * MAX_ALPHA)[..., None]
+    # The map is min-max normalised, so most of a patch sits low: a power below 1 keeps mid heat visible.
+    alpha = (np.power(heat.astype(np.float32) / 255.0, 0.75) * MAX_ALPHA)[..., None]
     blended = np.clip(base * (1.0 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
     return _png(_scaled(blended))
 
