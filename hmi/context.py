@@ -17,6 +17,8 @@ from hmi.store import LiveStore
 from hmi.views import rates, strip_grid
 from vialguard.recipe import Recipe, load_recipe
 
+AUDIT_CHECK_MS = 5_000
+
 
 @dataclass
 class Hmi:
@@ -29,6 +31,7 @@ class Hmi:
     labels: KitLabels
     metrics: HmiMetrics
     channel: grpc.Channel
+    _audit_checked: tuple[int, dict[str, Any]] = (0, {"ok": True, "problem": ""})
 
     @classmethod
     def build(cls, config: HmiConfig) -> "Hmi":
@@ -48,6 +51,18 @@ class Hmi:
         self.feed.stop()
         self.channel.close()
 
+    def _audit_state(self, now_ms: int) -> dict[str, Any]:
+        """Whether the audit store reads, checked at most every AUDIT_CHECK_MS (every page asks every second)."""
+        checked_ms, state = self._audit_checked
+        if now_ms - checked_ms >= AUDIT_CHECK_MS:
+            try:
+                self.audit.recent(1)
+                state = {"ok": True, "problem": ""}
+            except AuditUnavailable as exc:
+                state = {"ok": False, "problem": str(exc)}
+            self._audit_checked = (now_ms, state)
+        return state
+
     def summary(self) -> dict[str, Any]:
         """What every page's status line and the live page's header show."""
         now = int(time.time() * 1000)
@@ -55,11 +70,7 @@ class Hmi:
         received, by_decision = self.store.counts()
         recent = self.store.recent()
         r = rates(recent, now, self.config.window_s)
-        try:
-            self.audit.recent(1)
-            audit = {"ok": True, "problem": ""}
-        except AuditUnavailable as exc:
-            audit = {"ok": False, "problem": str(exc)}
+        audit = self._audit_state(now)
         return {
             "now_unix_ms": now,
             "stack": {"connected": status.connected, "reason": status.reason, "since_unix_ms": status.since_unix_ms,
