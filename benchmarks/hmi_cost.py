@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu[attached][name] += cpu_ms(pid) - before[name]
             if page is not None:
                 page.stopping.set()
-                [hmi] = [c for c in stack.supervisor.children if c.name == "hmi"]
-                stack.supervisor._stop(hmi)
-                stack.supervisor.children.remove(hmi)
+                stack.supervisor.stop("hmi")
                 print(f"block {block}: HMI attached, its page received {page.events} verdict events and opened "
                       f"{page.opened} reject details")
         camera.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import grpc
 
@@ -39,7 +40,7 @@ class VerdictFeed:
         self._after = history_start_id(history_s)
         self._reconnect_max_s = reconnect_max_s
         self._stopping = threading.Event()
-        self._call: grpc.Future | None = None
+        self._call: Any = None  # the open WatchVerdicts call, cancelled by stop()
         self._thread = threading.Thread(target=self._run, name="verdict-feed", daemon=True)
 
     def start(self) -> None:

@@ -16,7 +16,7 @@ Screenshots go to runs/test-artifacts/hmi-browser/<time>/.
 from __future__ import annotations
 
 import json
-import time
+import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -47,27 +47,14 @@ GOOD, DEFECTIVE, RUNS = 2, 2, 3
 WAIT_S = 120
 
 
-def _start_preprocessor(stack, name: str, port: int) -> None:  # type: ignore[no-untyped-def]
+def _start_preprocessor(stack, name: str, port: int, metrics_port: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """Another preprocessor process on the same Redis and Triton (or the HMI's one again, on its port)."""
     target = f"127.0.0.1:{port}"
-    child = stack.supervisor.start(name, [_python(), "-m", "preprocessor"], cwd=REPO_ROOT, env={
+    child = stack.supervisor.start(name, [sys.executable, "-m", "preprocessor"], cwd=REPO_ROOT, env={
         "VIALGUARD_GRPC_PORT": str(port), "PREPROCESSOR_HOST": "127.0.0.1", "VIALGUARD_REDIS_URL": stack.redis_url,
         "VIALGUARD_TRITON_URL": stack.triton_grpc_url, "VIALGUARD_MODEL_NAME": MODEL_NAME,
-        "PREPROCESSOR_METRICS_PORT": "0" if name != "preprocessor-b" else str(_B_METRICS)})
+        "PREPROCESSOR_METRICS_PORT": str(metrics_port)})
     stack.supervisor.wait_ready(child, lambda: probes.grpc_serving(target), 60)
-
-
-def _python() -> str:
-    import sys
-    return sys.executable
-
-
-_B_METRICS = free_port()
-
-
-def _stop(stack, name: str) -> None:  # type: ignore[no-untyped-def]
-    [child] = [c for c in stack.supervisor.children if c.name == name]
-    stack.supervisor._stop(child)
-    stack.supervisor.children.remove(child)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +71,8 @@ def line(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     settings = StackSettings(run_dir=run_dir, repository=REPOSITORY, version=version, labels=labels)
     try:
         with local_stack(settings) as stack:
-            b_port = free_port()
-            _start_preprocessor(stack, "preprocessor-b", b_port)
+            b_port, b_metrics = free_port(), free_port()
+            _start_preprocessor(stack, "preprocessor-b", b_port, b_metrics)
             driver.get(stack.hmi_url + "/live")
             results = []
             with SimulatedCamera(f"127.0.0.1:{b_port}", RECIPE, FrameEncoding.RAW, deadline_ms=10_000) as camera:
@@ -93,11 +80,11 @@ def line(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
                 for i, result in enumerate(camera.run(pushed)):
                     results.append(result)
                     if i == len(shots) // 3:  # the HMI's preprocessor goes away; the line goes on through B
-                        _stop(stack, "preprocessor")
+                        stack.supervisor.stop("preprocessor")
                     if i == 2 * len(shots) // 3:
                         _start_preprocessor(stack, "preprocessor", int(stack.preprocessor_target.rsplit(":", 1)[1]))
             yield {"stack": stack, "driver": driver, "shots": shots, "results": results, "dir": shots_dir,
-                   "version": version, "b_metrics": f"http://127.0.0.1:{_B_METRICS}/metrics"}
+                   "version": version, "b_metrics": f"http://127.0.0.1:{b_metrics}/metrics"}
     finally:
         driver.quit()
 
@@ -263,7 +250,7 @@ def test_the_page_says_plainly_when_the_stack_is_down(line) -> None:  # type: ig
     driver, stack = line["driver"], line["stack"]
     driver.get(stack.hmi_url + "/live")
     _wait(driver, lambda d: "stack connected" in _text(d, "stack-status"), "the connected state")
-    _stop(stack, "preprocessor")
+    stack.supervisor.stop("preprocessor")
     _wait(driver, lambda d: _text(d, "stack-status") == "STACK DOWN", "the STACK DOWN status")
     banner = _text(driver, "stack-down")
     assert "Stack DOWN" in banner and stack.preprocessor_target in banner
