@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -174,6 +174,11 @@ async def api_chain(request: Request) -> JSONResponse:
     return JSONResponse(vars(status))
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition at /metrics itself (no redirect to /metrics/ for the scraper to follow)."""
+    return Response(generate_latest(_hmi(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 async def healthz(request: Request) -> JSONResponse:
     """The HMI is up (it answers even while the stack behind it is down: it then says so)."""
     status = _hmi(request).store.status
@@ -203,7 +208,7 @@ def create_app(hmi: Hmi, start: bool = True) -> Starlette:
         Route("/api/audit/recent", api_audit_recent), Route("/api/audit/chain", api_chain),
         Route("/api/audit/{acquisition_id}", api_audit),
         Route("/healthz", healthz),
-        Mount("/metrics", app=make_asgi_app(hmi.metrics.registry)),
+        Route("/metrics", metrics),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
