@@ -104,6 +104,23 @@ class AuditStore:
                          "Run verify_chain: rows may have been altered.", self.path, sorted(set(_TRIGGERS) - present))
         self._db.executescript(_SCHEMA)
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> "AuditStore":
+        """A store for readers (the HMI): SQLite ``mode=ro``, no schema created, every write refused.
+
+        ``get_record``, ``head`` and ``verify_chain`` work as on the writer's store, so a
+        reader's "the chain holds" means what ``python -m aggregator.audit verify`` means.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no audit store at {path}")
+        store = cls.__new__(cls)
+        store.path = path
+        store._lock = threading.Lock()
+        store._db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, isolation_level=None,
+                                    check_same_thread=False, timeout=5.0)
+        return store
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

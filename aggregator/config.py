@@ -32,12 +32,16 @@ class AggregatorConfig:
     verdict_ttl_s: int = 7 * 24 * 3600       # idempotency key: covers any retry of the preprocessor
     product_ttl_s: int = 7 * 24 * 3600       # run-policy state of a product (rebuilt from the audit)
     reconnect_max_s: float = 10.0            # ceiling of the exponential backoff when Redis is down
+    metrics_host: str = "127.0.0.1"          # Prometheus /metrics: loopback unless configured
+    metrics_port: int = 9102                 # 0 turns the endpoint off
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         for name in ("block_ms", "claim_idle_ms", "batch_count", "reply_ttl_s", "verdict_ttl_s", "product_ttl_s"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"aggregator setting {name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= int(self.metrics_port) <= 65535:
+            raise ValueError(f"aggregator setting metrics_port must be 0 (off) .. 65535, got {self.metrics_port!r}")
 
     @property
     def consumer_name(self) -> str:
@@ -58,6 +62,8 @@ ENV_VARS: dict[str, str] = {
     "AGGREGATOR_PRODUCT_TTL_S": "product_ttl_s",
     "AGGREGATOR_RECONNECT_MAX_S": "reconnect_max_s",
     "AGGREGATOR_LOG_LEVEL": "log_level",
+    "AGGREGATOR_METRICS_HOST": "metrics_host",
+    "AGGREGATOR_METRICS_PORT": "metrics_port",
 }
 
 def from_env(environ: Mapping[str, str] | None = None, base: AggregatorConfig | None = None) -> AggregatorConfig:

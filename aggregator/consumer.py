@@ -27,6 +27,7 @@ from aggregator.audit import AuditStore
 from aggregator.config import AggregatorConfig
 from aggregator.decide import decide, merge_runs
 from aggregator.intake import PoisonMessage, acquisition_id_of, parse_scores
+from aggregator.metrics import AggregatorMetrics
 from aggregator.publish import DEAD_LETTER_STREAM, Publisher
 from aggregator.shutdown import Shutdown
 from aggregator.thresholds import ThresholdCache
@@ -49,8 +50,9 @@ def ensure_group(client: redis.Redis) -> None:
 
 class Aggregator:
     def __init__(self, config: AggregatorConfig, client: redis.Redis, audit: AuditStore,
-                 thresholds: ThresholdCache) -> None:
+                 thresholds: ThresholdCache, metrics: AggregatorMetrics | None = None) -> None:
         self.config, self.client, self.audit, self.thresholds = config, client, audit, thresholds
+        self.metrics = metrics if metrics is not None else AggregatorMetrics()
         self.consumer = config.consumer_name
         self.publisher = Publisher(client, config.reply_ttl_s, config.verdict_ttl_s, config.product_ttl_s)
         self.counts: Counter[str] = Counter()
@@ -117,6 +119,8 @@ class Aggregator:
         }
         recorded, created = self.audit.append(result.verdict, context)  # the record first
         self.publisher.publish(recorded, entry_id)
+        if created:
+            self.metrics.observe_verdict(recorded)
         if recorded.decision == "REJECT":
             log.info("acquisition %s REJECT (product %s run %d, strip %.4f, margin %+.4f, %s v%d/%s)",
                      recorded.acquisition_id, recorded.product_id, recorded.run_index, recorded.strip_score,
@@ -167,7 +171,10 @@ class Aggregator:
             entries = self._read(">", self.config.block_ms)
         for entry_id, fields in entries:
             eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            self.counts[self.handle(eid, fields)] += 1
+            started = time.perf_counter()
+            outcome = self.handle(eid, fields)
+            self.counts[outcome] += 1
+            self.metrics.observe_entry(outcome, time.perf_counter() - started)
         return len(entries)
 
     def leave_group(self) -> None:

@@ -11,8 +11,10 @@ import redis
 from aggregator.audit import AuditStore
 from aggregator.config import AggregatorConfig, parse_args
 from aggregator.consumer import Aggregator
+from aggregator.metrics import AggregatorMetrics, RedisQueueCollector
 from aggregator.shutdown import Shutdown
 from aggregator.thresholds import ThresholdCache
+from vialguard.metrics import serve_metrics
 from vialguard.redis_url import display_redis_url
 
 log = logging.getLogger("aggregator")
@@ -37,7 +39,10 @@ def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
     if not config.model_repository.is_dir():
         log.error("model repository %s does not exist: every acquisition will be REJECTED "
                   "(no thresholds) until it is mounted", config.model_repository)
-    aggregator = Aggregator(config, client, audit, ThresholdCache(config.model_repository))
+    metrics = AggregatorMetrics()
+    metrics.registry.register(RedisQueueCollector(config.redis_url))
+    stop_metrics = serve_metrics(metrics.registry, config.metrics_host, config.metrics_port, "aggregator")
+    aggregator = Aggregator(config, client, audit, ThresholdCache(config.model_repository), metrics)
     seq, head = audit.head()
     log.info("aggregator %s: redis %s, audit %s (head seq %d %s), models %s",
              aggregator.consumer, display_redis_url(config.redis_url), config.audit_db, seq, head, config.model_repository)
@@ -48,6 +53,7 @@ def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
         seq, head = audit.head()
         log.info("aggregator %s stopped: %s; audit head seq %d %s",
                  aggregator.consumer, dict(aggregator.counts), seq, head)
+        stop_metrics()
         audit.close()
         client.close()
     return aggregator

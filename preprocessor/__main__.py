@@ -17,6 +17,7 @@ from preprocessor.health import triton_probe
 from preprocessor.server import start_server
 from vialguard.errors import RecipeError
 from vialguard.inference import Inspector
+from vialguard.metrics import serve_metrics
 from vialguard.recipe import load_recipe
 
 log = logging.getLogger("preprocessor")
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe = None if callable(getattr(inspector, "is_ready", None)) else triton_probe(config.triton_url,
                                                                                         config.model_name)
         running = start_server(config, recipe, inspector, exchange.connect(config.redis_url), inference_probe=probe)
+        serve_metrics(running.metrics.registry, config.metrics_host, config.metrics_port, "preprocessor")
     except (RecipeError, ValueError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2

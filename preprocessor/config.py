@@ -34,6 +34,8 @@ class PreprocessorConfig:
     workers: int = 32                           # gRPC threads; each WatchVerdicts holds one
     grace_s: float = 5.0                        # SIGTERM: in-flight calls get this long to finish
     health_interval_s: float = 2.0              # how often Redis and Triton are probed
+    metrics_host: str = "127.0.0.1"             # Prometheus /metrics: loopback unless configured
+    metrics_port: int = 9101                    # 0 turns the endpoint off
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -41,6 +43,8 @@ class PreprocessorConfig:
                      "heatmap_max_acquisitions", "workers"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"preprocessor setting {name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= int(self.metrics_port) <= 65535:
+            raise ValueError(f"preprocessor setting metrics_port must be 0 (off) .. 65535, got {self.metrics_port!r}")
         if self.grace_s < 0 or self.health_interval_s <= 0:
             raise ValueError("preprocessor settings grace_s must be >= 0 and health_interval_s > 0")
 
@@ -75,6 +79,8 @@ ENV_VARS: dict[str, str] = {
     "PREPROCESSOR_GRACE_S": "grace_s",
     "PREPROCESSOR_HEALTH_INTERVAL_S": "health_interval_s",
     "PREPROCESSOR_LOG_LEVEL": "log_level",
+    "PREPROCESSOR_METRICS_HOST": "metrics_host",
+    "PREPROCESSOR_METRICS_PORT": "metrics_port",
 }
 
 def from_env(environ: Mapping[str, str] | None = None, base: PreprocessorConfig | None = None) -> PreprocessorConfig:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from preprocessor.config import MIB, PreprocessorConfig
 from preprocessor.health import HealthMonitor, Probe, inspector_probe, redis_probe
+from preprocessor.metrics import MetricsInterceptor, PreprocessorMetrics
 from preprocessor.service import InspectionService
 from vialguard.inference import Inspector
 from vialguard.recipe import Recipe
@@ -55,6 +56,7 @@ class RunningServer:
     port: int
     stopping: threading.Event
     health: HealthMonitor
+    metrics: PreprocessorMetrics
 
     def stop(self, grace_s: float | None) -> threading.Event:
         """Graceful stop: NOT_SERVING, no new calls, in-flight ones get grace_s (None: none)."""
@@ -70,11 +72,13 @@ def start_server(
     client: redis.Redis,
     address: str | None = None,
     inference_probe: Probe | None = None,
+    metrics: PreprocessorMetrics | None = None,
 ) -> RunningServer:
     """Build, bind and start the server; ``address`` overrides the config's (tests bind port 0).
 
     ``inference_probe`` tells the health service whether inference can answer;
     by default the inspector's own ``is_ready()`` (or its patch size).
+    ``metrics`` records every call (a fresh registry when not given).
     """
     check_message_limit(config, recipe)
     options = [
@@ -82,7 +86,9 @@ def start_server(
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a second preprocessor on the same port fails loudly, not shares silently
     ]
-    server = grpc.server(ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"), options=options)
+    metrics = metrics if metrics is not None else PreprocessorMetrics()
+    server = grpc.server(ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"), options=options,
+                         interceptors=[MetricsInterceptor(metrics)])
     stopping = threading.Event()
     pb_grpc.add_InspectionServicer_to_server(InspectionService(config, recipe, inspector, client, stopping), server)
     health_servicer = health.HealthServicer()
@@ -104,4 +110,4 @@ def start_server(
     monitor.start()
     log.info("preprocessor listening on %s (recipe %s, model %s, Redis %s, Triton %s)", bind.rsplit(":", 1)[0]
              + f":{port}", recipe.id, config.model_name, config.redis_display, config.triton_url)
-    return RunningServer(server, port, stopping, monitor)
+    return RunningServer(server, port, stopping, monitor, metrics)

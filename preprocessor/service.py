@@ -128,7 +128,7 @@ class InspectionService(pb_grpc.InspectionServicer):
             raw = self._await_verdict(acquisition_id, deadline, watch_claim=True)
             return self._answer(raw, {}, started, replayed=True)
         try:
-            local_ms, result = self._score_and_queue(acq, deadline, started)
+            local_ms, result, patches = self._score_and_queue(acq, deadline, started)
         except BaseException:
             exchange.release(self._redis, acquisition_id)
             raise
@@ -137,13 +137,13 @@ class InspectionService(pb_grpc.InspectionServicer):
         aggregation = verdict.timings_ms.get("aggregator_decide_ms", 0.0)
         local_ms["queue_ms"] = max(0.0, _ms(queued_at) - aggregation)
         if verdict.decision == "REJECT":
-            self._keep_heatmaps(verdict, result)
+            self._keep_heatmaps(verdict, result, patches)
         return self._answer(verdict, local_ms, started, replayed=False)
 
     def _score_and_queue(
         self, acq: pb.Acquisition, deadline: Deadline, started: float
-    ) -> tuple[dict[str, float], InferenceResult]:
-        """Decode, cut, infer and queue; returns this call's stage times and the inference result."""
+    ) -> tuple[dict[str, float], InferenceResult, np.ndarray]:
+        """Decode, cut, infer and queue; returns this call's stage times, the inference result and the patches."""
         try:
             cut_out = cut_inspected(acq.frames, self._recipe, lambda: self._call_inspector(self._inspector.patch_size))
             patches, decoded = cut_out.patches, cut_out.decoded_at
@@ -173,7 +173,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         )
         # Queued even when the caller's deadline has passed: the work is done, and a retry replays it.
         self._redis_call("queuing the scores", False, lambda: exchange.enqueue(self._redis, message))
-        return local_ms, result
+        return local_ms, result, patches
 
     def _call_inspector(self, call):  # type: ignore[no-untyped-def]
         try:
@@ -219,11 +219,17 @@ class InspectionService(pb_grpc.InspectionServicer):
         reply.timings.total_ms = _ms(started)
         return reply
 
-    def _keep_heatmaps(self, verdict: VerdictMessage, result: InferenceResult) -> None:
-        """Best effort: the verdict stands even when its heatmaps cannot be kept."""
+    def _keep_heatmaps(self, verdict: VerdictMessage, result: InferenceResult, patches: np.ndarray) -> None:
+        """Best effort: the verdict stands even when its heatmaps cannot be kept.
+
+        The inspected patch is kept beside its heatmap, so the operator screen can
+        lay one over the other: nothing else outside the preprocessor holds its pixels.
+        """
         try:
             indices = [i for i in convert.heatmap_patches(verdict, self._recipe) if i < len(result.heatmaps)]
-            self._heatmaps.put(verdict.acquisition_id, {i: to_png_gray(np.asarray(result.heatmaps[i])) for i in indices})
+            self._heatmaps.put(verdict.acquisition_id,
+                               {i: to_png_gray(np.asarray(result.heatmaps[i])) for i in indices},
+                               {i: to_png_gray(np.asarray(patches[i])) for i in indices if i < len(patches)})
         except (redis.RedisError, ValueError) as exc:
             log.warning("heatmaps of rejected acquisition %s not kept: %s", verdict.acquisition_id, exc)
 
@@ -268,7 +274,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         if not request.acquisition_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "acquisition_id is empty")
         try:
-            stored = self._heatmaps.get(request.acquisition_id)
+            stored, patch_pngs = self._heatmaps.get_with_patches(request.acquisition_id)
         except redis.RedisError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis at {self._config.redis_display} is unreachable ({exc})")
         if not stored:
@@ -281,5 +287,6 @@ class InspectionService(pb_grpc.InspectionServicer):
             if 0 <= index < len(self._labels):
                 label = self._labels[index]
                 reply.heatmaps.add(frame=convert.sequence_frame(label.frame, self._recipe), vial=label.vial,
-                                   region=label.region, region_id=label.region_id, png=stored[index])
+                                   region=label.region, region_id=label.region_id, png=stored[index],
+                                   patch_png=patch_pngs.get(index, b""))
         return reply

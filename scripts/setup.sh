@@ -26,6 +26,14 @@ if ! command -v redis-server >/dev/null; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi
 fi
 
+# Debian's chromium + chromium-driver: the HMI's browser test drives a real headless
+# Chromium (tests/e2e); the driver matches the browser because both come from one release.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "[setup] installing chromium and chromium-driver (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+fi
+
 if [ -x scripts/setup_triton.sh ]; then
   scripts/setup_triton.sh
 fi

@@ -9,15 +9,20 @@ line's camera; prints each verdict as it comes back, then a table per product
 under the run policy and a summary; and stops everything: at the end, on Ctrl-C,
 or on SIGTERM. Logs of every process stay in the run directory.
 
+The operator HMI starts with the stack (its URL is printed first, so a person can
+watch the kit run); `--keep-running` leaves the stack and the HMI up after the kit,
+until Ctrl-C, and `--no-hmi` leaves the HMI out.
+
 From a test: `run_demo(DemoConfig(...)) -> DemoResult`.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +31,7 @@ from vialguard.recipe import DEFAULT_RECIPE_ID, load_recipe
 from vialguard_stack.camera import LINE_SLOT_MS, FrameEncoding, FrameSelection, Shot, SimulatedCamera
 from vialguard_stack.demo_report import (
     ACQUISITION_TABLE, PRODUCT_TABLE, DemoResult, acquisition_row, outcome_from, product_outcomes, product_row,
-    run_policy_of, summary_lines,
+    product_why_lines, run_policy_of, summary_lines,
 )
 from vialguard_stack.kit_source import HELD_OUT_SEED, directory_shots, simulated_shots
 from vialguard_stack.local_stack import DEFAULT_REPOSITORY, REPO_ROOT, StackNotReady, StackSettings, local_stack, preflight
@@ -51,6 +56,9 @@ class DemoConfig:
     version: int | None = None
     triton_env: Path = DEFAULT_ENV
     run_dir: Path = field(default_factory=lambda: REPO_ROOT / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))
+    hmi: bool = True                            # start the operator HMI with the stack
+    keep_running: bool = False                  # after the kit, keep the stack and the HMI up until Ctrl-C
+    hmi_port: int = 0                           # 0: a free port
 
     def __post_init__(self) -> None:
         if self.kit is None and (self.good < 0 or self.defective < 0 or self.good + self.defective == 0
@@ -65,6 +73,30 @@ def _shots(config: DemoConfig) -> Iterator[Shot]:
     return simulated_shots(recipe, config.good, config.defective, config.runs, config.seed)
 
 
+LABELS_FILE = "kit-labels.jsonl"
+
+
+def _labelled(shots: Iterable[Shot], path: Path) -> Iterator[Shot]:
+    """The shots, each one's label appended to ``path`` just before it is pushed (the HMI's product view reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    for shot in shots:
+        if shot.label is not None and shot.product_id not in seen:
+            seen.add(shot.product_id)
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"product_id": shot.product_id, "label": shot.label}) + "\n")
+        yield shot
+
+
+def _wait_for_ctrl_c(stack_check: Callable[[], None], out: Callable[[str], None]) -> None:
+    try:
+        while True:
+            stack_check()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        out("Ctrl-C: stopping the stack ...")
+
+
 def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> DemoResult:
     """Start the stack, push the kit, print the tables, stop the stack; return what was measured.
 
@@ -72,8 +104,10 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> DemoResu
     ServiceNotReady (a process failed: the message quotes its log), and lets
     KeyboardInterrupt through after the stack is stopped.
     """
+    labels = Path(config.run_dir).resolve() / LABELS_FILE
     settings = StackSettings(run_dir=config.run_dir, repository=config.repository, recipe=config.recipe,
-                             triton_env=config.triton_env, version=config.version)
+                             triton_env=config.triton_env, version=config.version, hmi=config.hmi,
+                             hmi_port=config.hmi_port, labels=labels)
     ready = preflight(settings)
     what = f"kit {config.kit}" if config.kit else (
         f"simulated kit: {config.good} good + {config.defective} defective products x {config.runs} runs, "
@@ -82,6 +116,10 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> DemoResu
     out(f"run directory (logs, Redis AOF, audit): {settings.run_dir}")
     outcomes = []
     with local_stack(settings, log=lambda line: out("  " + line)) as stack:
+        if stack.hmi_url:
+            out(f"operator HMI: {stack.hmi_url}/live  (open it in a browser to watch the kit)")
+        out(f"metrics: {stack.preprocessor_metrics_url}  {stack.aggregator_metrics_url}"
+            + (f"  {stack.hmi_url}/metrics" if stack.hmi_url else ""))
         out(f"camera: {config.frames.value} frames as {config.encoding.value.upper()}, deadline "
             f"{config.deadline_ms:.0f} ms, " + (f"one acquisition per {config.pace_ms:.0f} ms" if config.pace_ms
                                                 else "as fast as verdicts come back"))
@@ -89,21 +127,29 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> DemoResu
         out(ACQUISITION_TABLE.header())
         with SimulatedCamera(stack.preprocessor_target, load_recipe(config.recipe), config.encoding, config.frames,
                              config.deadline_ms, config.pace_ms) as camera:
-            for result in camera.run(_shots(config)):
+            for result in camera.run(_labelled(_shots(config), labels)):
                 outcome = outcome_from(result)
                 outcomes.append(outcome)
                 out(ACQUISITION_TABLE.row(acquisition_row(outcome)))
                 stack.supervisor.check_alive()
-        out("stopping the stack ...")
-    policy = run_policy_of(outcomes)
-    result = DemoResult(outcomes, product_outcomes(outcomes, policy), policy, config.deadline_ms,
-                        Path(settings.run_dir))
-    out("")
-    out(f"per product, run policy {policy.k} of {policy.n}:")
-    out(PRODUCT_TABLE.render([product_row(p) for p in result.products]))
-    out("")
-    for line in summary_lines(result):
-        out(line)
+        policy = run_policy_of(outcomes)
+        result = DemoResult(outcomes, product_outcomes(outcomes, policy), policy, config.deadline_ms,
+                            Path(settings.run_dir))
+        out("")
+        out(f"per product, run policy {policy.k} of {policy.n}:")
+        out(PRODUCT_TABLE.render([product_row(p) for p in result.products]))
+        for line in product_why_lines(result.products):
+            out(line)
+        out("")
+        for line in summary_lines(result):
+            out(line)
+        if config.keep_running:
+            out("")
+            out(f"the kit is done; the stack{' and the HMI at ' + stack.hmi_url + '/live' if stack.hmi_url else ''} "
+                f"keep running until Ctrl-C")
+            _wait_for_ctrl_c(stack.supervisor.check_alive, out)
+        else:
+            out("stopping the stack ...")
     return result
 
 
@@ -123,10 +169,15 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--version", type=int, help="model version to serve (default: the newest)")
     p.add_argument("--run-dir", type=Path, help="where logs go (default runs/demo-<time>)")
+    p.add_argument("--keep-running", action="store_true",
+                   help="after the kit, keep the stack and the HMI running until Ctrl-C, so a person can look")
+    p.add_argument("--no-hmi", action="store_true", help="do not start the operator HMI")
+    p.add_argument("--hmi-port", type=int, default=0, help="HMI port on 127.0.0.1 (default: a free one)")
     a = p.parse_args(argv)
     extra = {"run_dir": a.run_dir} if a.run_dir else {}
     return DemoConfig(a.good, a.defective, a.runs, a.seed, a.kit, a.recipe, FrameEncoding(a.encoding),
-                      FrameSelection(a.frames), a.deadline_ms, a.pace_ms, a.repository, a.version, **extra)
+                      FrameSelection(a.frames), a.deadline_ms, a.pace_ms, a.repository, a.version,
+                      hmi=not a.no_hmi, keep_running=a.keep_running, hmi_port=a.hmi_port, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vialguard.decision import Decision, RunPolicy
+from vialguard.validation import judge_product
 from vialguard.v1 import inspection_pb2 as pb
 from vialguard_stack.camera import PushResult
 from vialguard_stack.table import Column, Table
@@ -70,6 +71,7 @@ class ProductOutcome:
     no_verdict: int
     verdict: Decision
     correct: bool | None
+    why: str = ""
 
 
 def run_policy_of(outcomes: Sequence[AcquisitionOutcome]) -> RunPolicy:
@@ -89,14 +91,9 @@ def product_outcomes(outcomes: Sequence[AcquisitionOutcome], policy: RunPolicy) 
         accepts = sum(o.decision == "ACCEPT" for o in items)
         rejects = sum(o.decision == "REJECT" for o in items)
         label = items[0].label
-        verdict = policy.product_verdict(accepts, rejects)
-        correct: bool | None = None
-        if label is not None and accepts + rejects >= policy.n:
-            correct = policy.correctly_classified(label == GOOD, accepts, rejects)  # the paper's criterion
-        elif label is not None and verdict is Decision.REJECT:
-            correct = label == DEFECTIVE  # rejected early, before all n runs: judged by the line's verdict
+        judged = judge_product(policy, label, accepts, rejects)  # the HMI's product view says the same
         products.append(ProductOutcome(product_id, label, accepts, rejects, len(items) - accepts - rejects,
-                                       verdict, correct))
+                                       judged.verdict, judged.correct, judged.why))
     return products
 
 
@@ -182,6 +179,11 @@ def acquisition_row(o: AcquisitionOutcome) -> list[object]:
 def product_row(p: ProductOutcome) -> list[object]:
     correct = "-" if p.correct is None else ("yes" if p.correct else "NO")
     return [p.product_id, p.label, p.accepts, p.rejects, p.no_verdict, p.verdict.value, correct]
+
+
+def product_why_lines(products: Sequence[ProductOutcome]) -> list[str]:
+    """Under the product table: why each product got its verdict and its "correct?" (vialguard.validation)."""
+    return [f"  {p.product_id}: {p.why}" for p in products if p.why]
 
 
 def _pct(value: float | None) -> str:

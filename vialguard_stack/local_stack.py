@@ -5,7 +5,9 @@ A real `redis-server`, a real `tritonserver` (the nvidia-pytriton wheel's binary
 preprocessor, each a child process with its log under the run directory, started
 in dependency order and each waited for until it is *ready*, not just started:
 Redis answers PING, Triton serves the pinned model version, the aggregator's
-consumer reads the scores stream, the preprocessor's gRPC health is SERVING.
+consumer reads the scores stream, the preprocessor's gRPC health is SERVING;
+then (unless turned off) the operator HMI, ready when its /healthz answers. Every
+service's Prometheus /metrics is on its own free loopback port.
 
 `preflight()` checks what the stack needs before anything starts, and says how to
 fix what is missing (the usual one: no trained model yet -> `make train-cpu`).
@@ -51,6 +53,9 @@ class StackSettings:
     redis_timeout_s: float = 15.0
     triton_timeout_s: float = 180.0     # boot + loading the version under the Python backend
     service_timeout_s: float = 60.0
+    hmi: bool = True                    # start the operator HMI too
+    hmi_port: int = 0                   # 0: a free port
+    labels: Path | None = None          # validation kit labels for the HMI's product view (JSON lines)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class LocalStack:
     model_version: int
     run_dir: Path
     supervisor: Supervisor
+    preprocessor_metrics_url: str = ""
+    aggregator_metrics_url: str = ""
+    hmi_url: str = ""                   # empty when the HMI was not started
+    triton_metrics_url: str = ""
+    audit_db: Path | None = None
 
 
 def preflight(settings: StackSettings) -> Preflight:
@@ -129,19 +139,23 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
             f"patch {rollout.patch_size}) ready in {triton.started_s + rollout.load_s:.1f} s")
 
         consumer = f"local-aggregator-{secrets.token_hex(4)}"
+        audit_db = run_dir / "audit" / "verdicts.sqlite3"
+        aggregator_metrics = free_port()
         aggregator = sup.start("aggregator", [settings.python, "-m", "aggregator"], cwd=REPO_ROOT, env={
             "VIALGUARD_REDIS_URL": redis_url,
             "VIALGUARD_MODEL_REPOSITORY": str(Path(settings.repository).resolve()),
-            "VIALGUARD_AUDIT_DB": str(run_dir / "audit" / "verdicts.sqlite3"),
+            "VIALGUARD_AUDIT_DB": str(audit_db),
             "AGGREGATOR_CONSUMER": consumer,
+            "AGGREGATOR_METRICS_PORT": str(aggregator_metrics),
         })
         took = sup.wait_ready(aggregator, lambda: probes.consumer_active(
             redis_url, SCORES_STREAM, CONSUMER_GROUP, consumer, max_idle_ms=10_000), settings.service_timeout_s)
         say(f"aggregator        consumer {consumer}  ready in {took:.1f} s")
 
-        grpc_port = free_port()
+        grpc_port, preprocessor_metrics = free_port(), free_port()
         target = f"127.0.0.1:{grpc_port}"
         preprocessor = sup.start("preprocessor", [settings.python, "-m", "preprocessor"], cwd=REPO_ROOT, env={
+            "PREPROCESSOR_METRICS_PORT": str(preprocessor_metrics),
             "VIALGUARD_GRPC_PORT": str(grpc_port),
             "PREPROCESSOR_HOST": "127.0.0.1",
             "VIALGUARD_REDIS_URL": redis_url,
@@ -152,4 +166,27 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
         took = sup.wait_ready(preprocessor, lambda: probes.grpc_serving(target), settings.service_timeout_s)
         say(f"preprocessor      {target}  ready in {took:.1f} s (gRPC health SERVING)")
 
-        yield LocalStack(target, redis_url, triton.grpc_url, rollout.version, run_dir, sup)
+        hmi_url = start_hmi(sup, settings, target, audit_db, say) if settings.hmi else ""
+        yield LocalStack(target, redis_url, triton.grpc_url, rollout.version, run_dir, sup,
+                         f"http://127.0.0.1:{preprocessor_metrics}/metrics",
+                         f"http://127.0.0.1:{aggregator_metrics}/metrics", hmi_url,
+                         f"http://127.0.0.1:{triton.metrics_port}/metrics", audit_db)
+
+
+def start_hmi(sup: Supervisor, settings: StackSettings, preprocessor: str, audit_db: Path,
+              say: Callable[[str], None]) -> str:
+    """The operator HMI over this stack (read-only); returns its URL once /healthz answers."""
+    port = settings.hmi_port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    hmi = sup.start("hmi", [settings.python, "-m", "hmi"], cwd=REPO_ROOT, env={
+        "HMI_HOST": "127.0.0.1",
+        "HMI_PORT": str(port),
+        "VIALGUARD_PREPROCESSOR": preprocessor,
+        "VIALGUARD_MODEL_REPOSITORY": str(Path(settings.repository).resolve()),
+        "VIALGUARD_AUDIT_DB": str(audit_db),
+        "VIALGUARD_RECIPE": settings.recipe,
+        "HMI_LABELS": str(settings.labels or ""),
+    })
+    took = sup.wait_ready(hmi, lambda: probes.http_ready(f"{url}/healthz"), settings.service_timeout_s)
+    say(f"hmi               {url}/  ready in {took:.1f} s (read-only: WatchVerdicts, GetHeatmaps, audit, reports)")
+    return url

@@ -148,6 +148,15 @@ class Supervisor:
                     f"Last lines of {child.log_path}:\n{child.log_tail()}"
                 )
 
+    def stop(self, name: str) -> int | None:
+        """Stop one child by name (a test that takes a service away, a benchmark that detaches one)."""
+        child = next((c for c in self.children if c.name == name), None)
+        if child is None:
+            raise KeyError(f"no running child named {name!r}")
+        code = self._stop(child)
+        self.children.remove(child)
+        return code
+
     def stop_all(self) -> dict[str, int | None]:
         """Stop children in reverse start order: SIGTERM the group, then SIGKILL after the grace.
 

@@ -134,21 +134,25 @@ def test_services_wait_for_healthy_dependencies(compose) -> None:
 
 def test_services_get_their_configuration_from_the_environment(compose) -> None:
     from aggregator.config import ENV_VARS as AGGREGATOR_VARS
+    from hmi.config import ENV_VARS as HMI_VARS
     from preprocessor.config import ENV_VARS as PREPROCESSOR_VARS
 
     password = read_env_file()["REDIS_PASSWORD"]
-    for name, known in (("preprocessor", PREPROCESSOR_VARS), ("aggregator", AGGREGATOR_VARS)):
+    for name, known in (("preprocessor", PREPROCESSOR_VARS), ("aggregator", AGGREGATOR_VARS), ("hmi", HMI_VARS)):
         env = compose["services"][name]["environment"]
-        assert f":{password}@redis:6379" in env["VIALGUARD_REDIS_URL"], name
+        if name != "hmi":  # the HMI never talks to Redis: it reads through the preprocessor
+            assert f":{password}@redis:6379" in env["VIALGUARD_REDIS_URL"], name
         unknown = sorted(set(env) - set(known))
         assert unknown == [], f"{name} would silently ignore {unknown}"
+    assert "VIALGUARD_REDIS_URL" not in compose["services"]["hmi"]["environment"]
     assert compose["services"]["preprocessor"]["environment"]["VIALGUARD_TRITON_URL"] == "triton:8001"
 
 
 def test_trainer_runs_only_in_the_train_profile_on_a_gpu(compose) -> None:
     services = compose["services"]
     assert services["trainer"]["profiles"] == ["train"]
-    assert [n for n, s in services.items() if s.get("profiles")] == ["trainer"]
+    assert {n: s["profiles"] for n, s in services.items() if s.get("profiles")} == {
+        "trainer": ["train"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
     mounts = services["trainer"]["volumes"]
     assert any(m.endswith(":/data:ro") for m in mounts)
     assert "./model_repository:/models" in mounts
@@ -216,3 +220,23 @@ def _mounted_paths_in_command(service: dict) -> list:
 def _assert_one_gpu(service: dict) -> None:
     devices = service["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+
+
+def test_the_hmi_reads_the_audit_store_and_the_models_read_only_and_waits_for_the_stack(compose) -> None:
+    hmi = compose["services"]["hmi"]
+    assert "audit:/var/lib/vialguard/audit:ro" in hmi["volumes"]
+    assert "./model_repository:/models:ro" in hmi["volumes"]
+    for dependency in ("preprocessor", "aggregator"):
+        assert hmi["depends_on"][dependency]["condition"] == "service_healthy"
+    assert "/healthz" in " ".join(hmi["healthcheck"]["test"])
+    assert hmi["ports"] == ["127.0.0.1:8080:8080"]  # loopback unless HMI_BIND says otherwise
+
+
+def test_monitoring_binds_to_loopback_and_needs_its_own_password(raw, compose) -> None:
+    for name in ("prometheus", "grafana"):
+        assert all(p.startswith("127.0.0.1:") for p in compose["services"][name]["ports"]), name
+    assert "${GRAFANA_ADMIN_PASSWORD:?" in raw["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    env = read_env_file()
+    del env["GRAFANA_ADMIN_PASSWORD"]
+    with pytest.raises(MissingVariable, match="GRAFANA_ADMIN_PASSWORD"):
+        interpolate(raw, env)

@@ -16,7 +16,7 @@ from tests.unit.compose_support import REPO, copy_sources, dockerfile_instructio
 DOCKERFILES = sorted(
     REPO / s["build"]["dockerfile"] for s in load_compose()["services"].values() if "build" in s
 )
-SERVICE_REQUIREMENTS = ["preprocessor", "aggregator"]
+SERVICE_REQUIREMENTS = ["preprocessor", "aggregator", "hmi"]
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -37,7 +37,7 @@ def _dockerignore() -> list[str]:
 
 def test_every_service_that_builds_has_its_dockerfile() -> None:
     names = {p.parent.name for p in DOCKERFILES}
-    assert names == {"preprocessor", "aggregator", "trainer"}
+    assert names == {"preprocessor", "aggregator", "hmi", "trainer"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)

@@ -112,3 +112,23 @@ def test_demo_options_map_to_its_config_and_refuse_an_empty_kit() -> None:
     assert (config.encoding.value, config.frames.value, config.deadline_ms, config.pace_ms) == ("raw", "all", 800, 500)
     with pytest.raises(ValueError, match="at least one product"):
         DemoConfig(good=0, defective=0)
+
+
+def test_the_demo_starts_the_hmi_unless_told_not_to_and_can_keep_running() -> None:
+    default = parse_args([])
+    assert default.hmi and not default.keep_running and default.hmi_port == 0
+    config = parse_args(["--keep-running", "--no-hmi", "--hmi-port", "8081"])
+    assert (config.hmi, config.keep_running, config.hmi_port) == (False, True, 8081)
+
+
+def test_the_demo_writes_each_products_label_once_before_its_first_shot_is_pushed(tmp_path: Path) -> None:
+    from hmi.labels import read_labels
+    from vialguard_stack.demo import _labelled
+
+    path = tmp_path / "run" / "kit-labels.jsonl"
+    seen = []
+    for shot in _labelled(simulated_shots(RECIPE, 1, 1, 2, seed=5), path):
+        seen.append(dict(read_labels(path)))
+        assert shot.product_id in seen[-1]
+    assert read_labels(path) == {"P0000": "good", "P0001": "defective"}
+    assert len(path.read_text().splitlines()) == 2

@@ -178,18 +178,20 @@ class HeatmapRequest(_message.Message):
     def __init__(self, acquisition_id: _Optional[str] = ...) -> None: ...
 
 class PatchHeatmap(_message.Message):
-    __slots__ = ("frame", "vial", "region", "region_id", "png")
+    __slots__ = ("frame", "vial", "region", "region_id", "png", "patch_png")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     VIAL_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     REGION_ID_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
+    PATCH_PNG_FIELD_NUMBER: _ClassVar[int]
     frame: int
     vial: int
     region: int
     region_id: str
     png: bytes
-    def __init__(self, frame: _Optional[int] = ..., vial: _Optional[int] = ..., region: _Optional[int] = ..., region_id: _Optional[str] = ..., png: _Optional[bytes] = ...) -> None: ...
+    patch_png: bytes
+    def __init__(self, frame: _Optional[int] = ..., vial: _Optional[int] = ..., region: _Optional[int] = ..., region_id: _Optional[str] = ..., png: _Optional[bytes] = ..., patch_png: _Optional[bytes] = ...) -> None: ...
 
 class HeatmapReply(_message.Message):
     __slots__ = ("acquisition_id", "heatmaps")
