@@ -1,8 +1,8 @@
 """Inspector time per 60-patch acquisition under ONNX Runtime, against the 500 ms slot.
 
 The line sends one acquisition (3 frames x 5 vials x 4 regions = 60 patches)
-every 500 ms; the inspector graph (generator + SSIM score + heatmap) must
-answer well inside that. This converts the profile's inspector exactly as the
+every 500 ms; the inspector graph (generator + local score fused over the frames +
+phi + heatmap, what a version serves) must answer well inside that. This converts the profile's inspector exactly as the
 exporter does and times ONNX Runtime on one 60-patch batch at a time: warmup
 first, then median, p99 and patches/s. Weights do not change the time, so a
 freshly initialised generator is used unless ``--generator`` names a trained one.
@@ -65,8 +65,20 @@ class InferenceTiming:
         ]
 
 
+def _timing_local_model(patch_size: int):  # noqa: ANN202
+    """A fused local-score model of the recipe's layout: its statistics do not change the time."""
+    from vialguard.local_score import LocalScoreModel, PatchLayout
+    from vialguard.recipe import load_recipe
+
+    layout = PatchLayout.from_recipe(load_recipe())
+    side = patch_size - 10
+    return LocalScoreModel(layout, True, np.zeros((layout.regions, side, side), np.float32),
+                           np.ones((layout.regions, side, side), np.float32))
+
+
 def time_profile(profile_name: str, acquisitions: int, warmup: int, threads: int,
-                 generator_path: Path | None = None, chunk: int = PATCHES_PER_ACQUISITION) -> InferenceTiming:
+                 generator_path: Path | None = None, chunk: int = PATCHES_PER_ACQUISITION,
+                 patch_size: int | None = None) -> InferenceTiming:
     """Median etc. over ``acquisitions`` timed runs of 60 patches, sent ``chunk`` at a time.
 
     A chunk below 60 keeps the paper profile's activations (60 x 128 x 256 x 256
@@ -80,13 +92,18 @@ def time_profile(profile_name: str, acquisitions: int, warmup: int, threads: int
     from trainer.export import convert_inspector
     from trainer.inspector import build_inspector
     from trainer.networks.generator import build_generator
-    from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_SCORE
+    from vialguard.inspector_io import INPUT_PATCHES, OUTPUTS
+
+    from dataclasses import replace
 
     profile = get_profile(profile_name)
+    if patch_size:
+        profile = replace(profile, patch_size=patch_size)
     keras.utils.set_random_seed(0)
     generator = keras.models.load_model(generator_path, compile=False) if generator_path else build_generator(profile)
+    local = _timing_local_model(profile.patch_size) if chunk == PATCHES_PER_ACQUISITION else None
     started = time.perf_counter()
-    onnx_bytes = convert_inspector(build_inspector(generator), profile.patch_size)
+    onnx_bytes = convert_inspector(build_inspector(generator, local), profile.patch_size)
     convert_s = time.perf_counter() - started
     print(f"  {profile.name}: inspector converted to ONNX ({len(onnx_bytes) / 1e6:.1f} MB) in {convert_s:.1f} s",
           flush=True)
@@ -96,7 +113,7 @@ def time_profile(profile_name: str, acquisitions: int, warmup: int, threads: int
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     patches = rng.uniform(0, 1, (PATCHES_PER_ACQUISITION, profile.patch_size, profile.patch_size, 1)).astype(np.float32)
-    outputs = [OUTPUT_SCORE, OUTPUT_HEATMAP]  # the line asks for both
+    outputs = list(OUTPUTS)  # the line asks for the score, phi and the heatmaps
     chunks = [patches[i:i + chunk] for i in range(0, PATCHES_PER_ACQUISITION, chunk)]
 
     def acquisition() -> None:
@@ -159,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-runtime", choices=("tensorflow", "onnxruntime"), default="tensorflow",
                         help="onnxruntime needs > 23 GB of RAM to convert the paper profile")
     parser.add_argument("--generator", type=Path, default=None, help="trained generator .keras (optional)")
+    parser.add_argument("--cpu-patch-sizes", default="256",
+                        help="patch sides to time the cpu profile at, e.g. 64,128,256 (default: its native 256)")
     args = parser.parse_args(argv)
     print(f"inspector inference benchmark on {os.cpu_count()} CPU cores; slot {SLOT_MS:.0f} ms per acquisition")
     for name in [p.strip() for p in args.profiles.split(",") if p.strip()]:
@@ -167,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(time_profile_tensorflow(name, args.paper_acquisitions, args.paper_chunk).lines()),
                   flush=True)
             continue
-        timing = time_profile(name, args.paper_acquisitions if paper else args.acquisitions,
-                              1 if paper else args.warmup, args.threads, None if paper else args.generator,
-                              args.paper_chunk if paper else PATCHES_PER_ACQUISITION)
-        print("\n".join(timing.lines()), flush=True)
+        sizes = [None] if paper else [int(s) for s in args.cpu_patch_sizes.split(",") if s.strip()]
+        for size in sizes:
+            timing = time_profile(name, args.paper_acquisitions if paper else args.acquisitions,
+                                  1 if paper else args.warmup, args.threads,
+                                  None if paper or (size and size != 256) else args.generator,
+                                  args.paper_chunk if paper else PATCHES_PER_ACQUISITION, size)
+            print("\n".join(timing.lines()), flush=True)
     return 0
 
 

@@ -246,11 +246,16 @@ def choose_serving(sets: dict[str, RegionThresholds], table: AcquisitionTable, c
                    run_policy: RunPolicy) -> str:
     """``run`` when it won the cross-validation, else ``strip``; never a set that rejects every good product."""
     preferred = "run" if cv["folds"] and cv["right"]["run"] > cv["right"]["strip"] else "strip"
+    judge_products = int(np.bincount(table.product).min()) >= run_policy.k  # else no good product can pass
     for name in (preferred, "strip" if preferred == "run" else "run"):
-        counts = product_counts(table, table.rejected(sets[name].as_array()), run_policy)
-        if counts.n_good == 0 or counts.good_accepted > 0:  # some good product accepted (or none to judge)
+        rejected = table.rejected(sets[name].as_array())
+        strips = DecisionCounts.from_decisions(table.defective, rejected)
+        products = product_counts(table, rejected, run_policy)
+        stops_line = (strips.n_good > 0 and strips.good_accepted == 0) or \
+            (judge_products and products.n_good > 0 and products.good_accepted == 0)
+        if not stops_line:
             return name
-        log.warning("the %s thresholds reject every good product of the calibration kit: not served", name)
+        log.warning("the %s thresholds reject every good strip or product of the calibration kit: not served", name)
     raise CalibrationError("every threshold set rejects every good product of the calibration kit: the model "
                            "cannot tell good from defective here, and such a version would stop the line; "
                            "refusing to calibrate it")

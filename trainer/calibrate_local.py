@@ -10,6 +10,8 @@ products, which differ from each fold's only by sampling.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from trainer.kit_maps import KitMaps
@@ -17,6 +19,7 @@ from trainer.scoring import ScoredSet
 from vialguard.errors import CalibrationError
 from vialguard.local_score import SCORE_LOCAL, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, StatisticsAccumulator
 
+log = logging.getLogger(__name__)
 DEFAULT_FOLDS = 2
 FLOOR_QUANTILE = 0.5
 
@@ -51,8 +54,14 @@ def cross_fitted_scores(kit: KitMaps, kind: str, folds: int = DEFAULT_FOLDS,
     fold = product_folds(kit.product_of(), folds)
     everything = np.arange(kit.acquisitions)
     scores = np.zeros((kit.acquisitions, kit.layout.per_acquisition))
+    good = kit.good_acquisitions()
     for f in range(folds):
-        model = fit_local_model(kit, kind == SCORE_LOCAL_FUSED, everything[fold != f], floor_quantile)
+        others = everything[fold != f]
+        if np.intersect1d(good, others).size < 2:  # a tiny kit: no good product outside this fold
+            log.warning("calibration fold %d has no good product outside it: scored with in-sample statistics "
+                        "(thresholds will be optimistic; use a larger calibration kit)", f)
+            others = everything
+        model = fit_local_model(kit, kind == SCORE_LOCAL_FUSED, others, floor_quantile)
         held = everything[fold == f]
         scores[held] = kit.scored(model, held).scores.reshape(held.size, -1)
     return kit.table.with_scores(scores.reshape(-1))

@@ -43,7 +43,7 @@ class ElpvUnavailable(VialguardError):
 @dataclass(frozen=True)
 class ElpvSettings:
     profile: str = "cpu"
-    patch_size: int | None = None  # None: the profile's (64 for cpu); 128 shows finer cracks, ~4x the cost
+    patch_size: int | None = None  # None: the profile's (256 for cpu: cells are 300 px)
     test_good: int = 250
     calibration_good: int = 150
     calibration_defect: int = 150  # as many as calibration goods: accuracy is then not won by rejecting all
@@ -122,9 +122,9 @@ def judge(scores: dict[str, np.ndarray], types: dict[str, np.ndarray]) -> dict[s
     Two threshold sets, both chosen by trainer.calibrate.best_threshold on the
     calibration cells only: one pooled threshold, and one per cell type (mono,
     poly), the way the line keeps one threshold per region because each region
-    has its own score level. A cell is rejected when phi is above its threshold.
-    AUROC is given on plain phi (pooled and per type) and on phi / threshold of
-    the cell's type, the normalised score the evaluation uses for strips.
+    has its own score level. A cell is rejected when its score is above its threshold.
+    AUROC is given on the plain score (pooled and per type) and on score - threshold
+    of the cell's type (a margin, meaningful for phi and for the z-like local score).
     """
     from trainer.calibrate import best_threshold
     from trainer.metrics import auroc
@@ -151,7 +151,7 @@ def judge(scores: dict[str, np.ndarray], types: dict[str, np.ndarray]) -> dict[s
             "pooled_threshold": counts_of(g > pooled, d > pooled),
             "per_type_thresholds": counts_of(g > tg, d > td),
             "auroc": auroc(np.r_[g, d], truth),
-            "auroc_normalised": auroc(np.r_[g / tg, d / td], truth),
+            "auroc_normalised": auroc(np.r_[g - tg, d - td], truth),
             "auroc_by_type": {t: auroc(np.r_[pair(split, t)[0], pair(split, t)[1]],
                                        np.r_[np.zeros(pair(split, t)[0].size, bool),
                                              np.ones(pair(split, t)[1].size, bool)]) for t in kinds},
@@ -159,10 +159,44 @@ def judge(scores: dict[str, np.ndarray], types: dict[str, np.ndarray]) -> dict[s
     return figures
 
 
+def local_cell_scores(generator: Any, patches: dict[str, np.ndarray], types: dict[str, np.ndarray]
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(phi, local score) of every cell: the line's method with one cell as one 'acquisition'.
+
+    A cell is a single frame of a single region, and mono and poly cells look nothing
+    alike, so each cell type is a region of its own: its good statistics come from the
+    calibration split's good cells of that type, never from test cells.
+    """
+    from trainer.kit_maps import keras_maps_fn
+    from vialguard.local_score import PatchLayout, StatisticsAccumulator, local_scores
+
+    maps_fn = keras_maps_fn(generator)
+    maps, phi = {}, {}
+    for name, cells in patches.items():
+        parts = [maps_fn(cells[i:i + 60]) for i in range(0, len(cells), 60)]
+        maps[name] = np.concatenate([m for m, _ in parts])
+        phi[name] = np.concatenate([p for _, p in parts]).astype(np.float64)
+    layout = PatchLayout(1, 1, 1)
+    models = {}
+    for cell_type in np.unique(types["calibration_good"]):
+        acc = StatisticsAccumulator(layout, fuse_frames=False)
+        acc.add(maps["calibration_good"][types["calibration_good"] == cell_type])
+        models[cell_type] = acc.model()
+    scores = {}
+    for name, m in maps.items():
+        out = np.zeros(len(m))
+        for cell_type, model in models.items():
+            sel = types[name] == cell_type
+            if sel.any():
+                out[sel] = local_scores(m[sel], model)
+        scores[name] = out
+    return phi, scores
+
+
 def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings()) -> dict[str, Any]:
     """Train, calibrate and test on elpv; writes elpv_report.json and .md under ``out_dir``."""
     from trainer.config import get_profile, load_train_config
-    from trainer.inspector import build_inspector, score_patches
+    from trainer.run_scale import get_scale
     from trainer.train import train
 
     out = Path(out_dir)
@@ -175,7 +209,10 @@ def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings())
     profile = replace(base, name=f"{settings.profile}-elpv", patch_size=settings.patch_size)
     patches = {name: to_patches(images[idx], settings.patch_size) for name, idx in split.items()}
     del images
+    scale = get_scale("cpu")  # the same training settings as the line's cpu model
     config = load_train_config(overrides=[
+        *([f"learning_rate={scale.learning_rate}"] if scale.learning_rate else []), *scale.train_settings,
+        f"restart_samples={settings.epochs * settings.steps_per_epoch * settings.batch_size}",
         f"batch_size={settings.batch_size}", f"epochs={settings.epochs}",
         f"steps_per_epoch={settings.steps_per_epoch}", f"seed={settings.seed}", "verbose=2",
         *settings.overrides,
@@ -195,17 +232,18 @@ def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings())
         generator = train(config, profile, train_ds, val_ds, out / "train")  # resumes from its checkpoints
         generator.save(out / "generator.keras")
     train_seconds = time.monotonic() - train_started
-    inspector = build_inspector(generator)
-    scores = {name: score_patches(inspector, patches[name])[0].astype(np.float64)
-              for name in ("calibration_good", "calibration_defect", "test_good", "test_defect")}
-    cell_types = {name: types[split[name]] for name in scores}
+    names = ("calibration_good", "calibration_defect", "test_good", "test_defect")
+    cell_types = {name: types[split[name]] for name in names}
+    phi, scores = local_cell_scores(generator, {name: patches[name] for name in names}, cell_types)
     report = {
         "dataset": "elpv-dataset (PyPI), real EL images of solar cells",
         "settings": asdict(settings),
         "cells": {name: int(idx.size) for name, idx in split.items()},
         "defect_rule": f"probability >= {settings.defect_probability:.4f}",
         "thresholds_chosen_on": "calibration split (accuracy-maximising), never on test cells",
+        "score": "local (max of the 1-SSIM map normalised per pixel by good calibration cells of the same type)",
         **judge(scores, cell_types),
+        "phi": {k: v for k, v in judge(phi, cell_types).items() if k in ("test", "calibration")},
         "mean_score": {name: float(s.mean()) for name, s in scores.items()},
         "train_seconds": round(train_seconds, 1),
         "resumed_from_checkpoint": resumed and not settings.generator,

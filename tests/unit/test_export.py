@@ -106,7 +106,7 @@ def test_version_directory_holds_model_calibration_report_and_provenance(
     assert manifest["onnx_sha256"] == hashlib.sha256((vdir / io.ONNX_FILENAME).read_bytes()).hexdigest()
     assert manifest["recipe_digest"] == RECIPE.digest() and manifest["training_data_digest"] == DIGEST
     assert manifest["profile"] == PROFILE.name and manifest["patch_size"] == PROFILE.patch_size
-    assert manifest["probe_check"]["score_max_scaled_diff"] <= export.SCORE_TOLERANCE
+    assert manifest["probe_check"]["score_max_ssim_units"] <= export.SCORE_TOLERANCE
     assert manifest["probe_check"]["phi_max_abs_diff"] <= export.SCORE_TOLERANCE
 
 
@@ -144,11 +144,13 @@ def test_a_failing_write_leaves_no_version_directory(
 def test_onnx_that_disagrees_with_keras_is_not_published(
         generator, calibration: Calibration, report_files: dict[str, Path], tmp_path: Path,  # noqa: ANN001
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "compare_with_onnx",
-                        lambda *a: {"score_max_abs_diff": 3e-3, "heatmap_max_abs_diff": 0.0})
-    with pytest.raises(ModelVersionError, match="disagrees"):
-        export.export_version(generator, PROFILE, calibration, report_files, tmp_path, RECIPE, DIGEST)
-    assert _nothing_published(tmp_path)
+    for name in ("score_max_ssim_units", "phi_max_abs_diff", "heatmap_max_abs_diff"):
+        diffs = {"score_max_ssim_units": 0.0, "score_max_abs_diff": 0.0, "phi_max_abs_diff": 0.0,
+                 "heatmap_max_abs_diff": 0.0, name: 3e-2}
+        monkeypatch.setattr(export, "compare_with_onnx", lambda *a, d=diffs: d)
+        with pytest.raises(ModelVersionError, match="disagrees"):
+            export.export_version(generator, PROFILE, calibration, report_files, tmp_path, RECIPE, DIGEST)
+        assert _nothing_published(tmp_path)
 
 
 def test_calibration_of_another_model_is_refused(
