@@ -69,9 +69,9 @@ SCALES: dict[str, RunScale] = {
     # the reconstruction towards the product.
     "cpu": RunScale(
         name="cpu", train_products=48, train_runs=2, calibration_good=20, calibration_defective=20,
-        test_good=20, test_defective=20, kit_runs=10, epochs=24, steps_per_epoch=250, batch_size=16,
+        test_good=20, test_defective=20, kit_runs=10, epochs=16, steps_per_epoch=250, batch_size=16,
         validation_steps=20, shuffle_buffer=2048, workers=2, learning_rate=1e-3,
-        train_settings=("max_rotation=0.03", "restart_samples=96000", "w_a=200.0"),
+        train_settings=("max_rotation=0.03", "restart_samples=64000", "w_a=200.0"),
     ),
     "paper": RunScale(
         name="paper", train_products=782, train_runs=10, calibration_good=60, calibration_defective=70,
