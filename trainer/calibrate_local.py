@@ -22,6 +22,13 @@ from vialguard.local_score import SCORE_LOCAL, SCORE_LOCAL_FUSED, SCORE_PHI, Loc
 log = logging.getLogger(__name__)
 DEFAULT_FOLDS = 2
 FLOOR_QUANTILE = 0.5
+# Chosen on the calibration kit (2-fold, 24 products, never the held-out kit): smoothing
+# the SSIM map by sigma 1.5 px and judging each pixel by its 7 px neighbourhood's good
+# statistics took the fused score's strip AUROC from 0.59 to 0.70 (tried: floor at the
+# 90th percentile, the ratio to the largest good value, the median instead of the min
+# of the three frames; each did worse).
+SMOOTH_SIGMA = 1.5
+DILATE = 7
 
 
 def product_folds(products: np.ndarray, folds: int) -> np.ndarray:
@@ -38,10 +45,10 @@ def fit_local_model(kit: KitMaps, fuse_frames: bool, acquisitions: np.ndarray | 
     good = kit.good_acquisitions()
     if acquisitions is not None:
         good = np.intersect1d(good, acquisitions)
-    acc = StatisticsAccumulator(kit.layout, fuse_frames)
+    acc = StatisticsAccumulator(kit.layout, fuse_frames, SMOOTH_SIGMA)
     for a in good:
         acc.add(kit.flat_maps(int(a)))
-    return acc.model(floor_quantile)
+    return acc.model(floor_quantile, DILATE)
 
 
 def cross_fitted_scores(kit: KitMaps, kind: str, folds: int = DEFAULT_FOLDS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from trainer.ssim_tf import ssim_map
-from vialguard.local_score import LocalScoreModel
+from vialguard.local_score import LocalScoreModel, smoothing_kernel
 
 
 def anomaly_map(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
@@ -20,10 +20,22 @@ def anomaly_map(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
     return 1.0 - ssim_map(x, x_hat)[..., 0]
 
 
+def smooth_tf(maps: tf.Tensor, sigma: float) -> tf.Tensor:
+    """vialguard.local_score.smooth: separable Gaussian of [N, h, w], zero-padded 'same'."""
+    kernel = smoothing_kernel(sigma)
+    if kernel.size == 1:
+        return maps
+    x = maps[..., None]
+    x = tf.nn.conv2d(x, tf.constant(kernel.reshape(-1, 1, 1, 1)), strides=1, padding="SAME")
+    x = tf.nn.conv2d(x, tf.constant(kernel.reshape(1, -1, 1, 1)), strides=1, padding="SAME")
+    return x[..., 0]
+
+
 def local_score_tf(maps: tf.Tensor, model: LocalScoreModel) -> tf.Tensor:
     """Local score [N] from 1 - SSIM maps [N, h, w] of whole acquisitions in patch order."""
     lay = model.layout
     h, w = model.map_shape
+    maps = smooth_tf(maps, model.smooth_sigma)
     stacked = tf.reshape(maps, [-1, lay.frames, lay.vials, lay.regions, h, w])
     if model.fuse_frames:
         stacked = tf.reduce_min(stacked, axis=1, keepdims=True)

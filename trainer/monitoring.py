@@ -58,14 +58,24 @@ class HeldOutAuroc(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         from trainer.kit_maps import keras_maps_fn
 
+        from trainer.calibrate_local import DILATE, SMOOTH_SIGMA
+
         maps_fn = keras_maps_fn(self.model.generator)
         maps = [maps_fn(a.astype(np.float32))[0] for a in self.patches]
-        acc = StatisticsAccumulator(self.layout, fuse_frames=True)
-        for m, bad in zip(maps, self.defective):
-            if not bad:
+        # Out of fold, as calibration does: each half is scored with the other half's good statistics
+        # (in-sample statistics would call every good acquisition's own bubbles "normal").
+        half = np.arange(len(maps)) % 2
+        strip = np.zeros(len(maps))
+        for f in (0, 1):
+            acc = StatisticsAccumulator(self.layout, fuse_frames=True, smooth_sigma=SMOOTH_SIGMA)
+            others = [m for m, bad, h in zip(maps, self.defective, half) if not bad and h != f]
+            for m in others or [m for m, bad in zip(maps, self.defective) if not bad]:  # a tiny sample: in-sample
                 acc.add(m)
-        model = acc.model()
-        strip = np.array([local_scores(m, model).max() for m in maps])
+            if acc.samples < 2:
+                log.warning("held-out AUROC skipped: the sample holds no good acquisition")
+                return
+            model = acc.model(dilate=DILATE)
+            strip[half == f] = [local_scores(m, model).max() for m, h in zip(maps, half) if h == f]
         value = auroc(strip, self.defective)
         self.history.append(value)
         with self.writer.as_default(step=epoch):

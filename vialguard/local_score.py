@@ -5,6 +5,7 @@ covers 0.1 % of a 256 px patch and moves that mean less than bubbles, the menisc
 pose do. The local score looks at the map itself:
 
     m = 1 - SSIM map(X, X_hat)                  [h, w] per patch (the one SSIM)
+    m = Gaussian(m, smooth_sigma)               pixel noise averaged out (zero-padded 'same')
     m = min over the frames of one vial/region  (optional fusion, below)
     z = (m - mean_r) / scale_r                  per pixel, region r's good statistics
     score = max over the pixels of z
@@ -14,6 +15,10 @@ and the flag's relief reconstruct less well than the liquid, so they vary more);
 are measured on good acquisitions, stored in the version and baked into its graph.
 ``scale = sqrt(std**2 + floor**2)`` with ``floor`` the region's median std, so a pixel
 that happened to vary little in the reference set cannot turn noise into a reject.
+Both are taken as the maximum over a small neighbourhood (``dilate`` px): the strip's
+pose moves an edge by a few pixels from run to run, and a pixel next to an edge must be
+judged by what the edge does there in any run (measured on the calibration kit: strip
+AUROC 0.59 -> 0.70 with smoothing and a 7 px neighbourhood).
 
 Fusion over frames uses what the line knows: the three inspected frames of one
 acquisition share the strip's pose, so a stuck particle, a spot or a dent sits on the
@@ -88,6 +93,7 @@ class LocalScoreModel:
     fuse_frames: bool
     mean: np.ndarray   # float32 [regions, h, w]
     scale: np.ndarray  # float32 [regions, h, w], > 0
+    smooth_sigma: float = 0.0  # Gaussian smoothing of the map before anything else (0: none)
 
     def __post_init__(self) -> None:
         want = (self.layout.regions,)
@@ -109,7 +115,7 @@ class LocalScoreModel:
         buf = io.BytesIO()
         np.savez_compressed(buf, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                             layout=np.array([self.layout.frames, self.layout.vials, self.layout.regions]),
-                            fuse_frames=np.array(bool(self.fuse_frames)))
+                            fuse_frames=np.array(bool(self.fuse_frames)), smooth_sigma=np.array(self.smooth_sigma))
         return buf.getvalue()
 
     @classmethod
@@ -117,10 +123,45 @@ class LocalScoreModel:
         try:
             with np.load(io.BytesIO(data)) as z:
                 frames, vials, regions = (int(v) for v in z["layout"])
+                sigma = float(z["smooth_sigma"]) if "smooth_sigma" in z else 0.0
                 return cls(PatchLayout(frames, vials, regions), bool(z["fuse_frames"]),
-                           z["mean"].astype(np.float32), z["scale"].astype(np.float32))
+                           z["mean"].astype(np.float32), z["scale"].astype(np.float32), sigma)
         except (KeyError, ValueError, OSError) as exc:
             raise CalibrationError(f"local score statistics are unreadable: {exc}") from exc
+
+
+def smoothing_kernel(sigma: float) -> np.ndarray:
+    """The 1-D Gaussian of the smoothing, radius ceil(3 sigma), normalised; [1.0] for sigma 0."""
+    if sigma <= 0:
+        return np.ones(1, np.float32)
+    radius = int(np.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return (g / g.sum()).astype(np.float32)
+
+
+def smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian of [N, h, w] maps, zero-padded to the same size (as the served graph does)."""
+    k = smoothing_kernel(sigma)
+    if k.size == 1:
+        return np.asarray(maps, np.float32)
+    r = k.size // 2
+    h, w = maps.shape[-2:]
+    padded = np.pad(np.asarray(maps, np.float32), ((0, 0), (r, r), (0, 0)))
+    rows = sum(k[i] * padded[:, i:i + h, :] for i in range(k.size))
+    padded = np.pad(rows, ((0, 0), (0, 0), (r, r)))
+    return sum(k[j] * padded[:, :, j:j + w] for j in range(k.size)).astype(np.float32)
+
+
+def _dilate(stats: np.ndarray, size: int) -> np.ndarray:
+    """Per-region maximum over a size x size neighbourhood ([R, h, w]), edges clamped."""
+    if size <= 1:
+        return stats
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    r = size // 2
+    padded = np.pad(stats, ((0, 0), (r, size - 1 - r), (r, size - 1 - r)), mode="edge")
+    return sliding_window_view(padded, (size, size), axis=(1, 2)).max(axis=(-2, -1))
 
 
 def by_position(maps: np.ndarray, layout: PatchLayout) -> np.ndarray:
@@ -136,7 +177,8 @@ def fuse(stacked: np.ndarray, fuse_frames: bool) -> np.ndarray:
 
 def local_scores(anomaly_maps: np.ndarray, model: LocalScoreModel) -> np.ndarray:
     """Local score of every patch, [N] float32, from its 1 - SSIM map [N, h, w] (patch order)."""
-    maps = fuse(by_position(np.asarray(anomaly_maps, np.float32), model.layout), model.fuse_frames)
+    smoothed = smooth(np.asarray(anomaly_maps, np.float32), model.smooth_sigma)
+    maps = fuse(by_position(smoothed, model.layout), model.fuse_frames)
     z = (maps - model.mean[None, None, None]) / model.scale[None, None, None]
     score = z.reshape(*z.shape[:4], -1).max(axis=-1)  # [A, F or 1, V, R]
     score = np.broadcast_to(score, (score.shape[0], model.layout.frames, *score.shape[2:]))
@@ -146,15 +188,16 @@ def local_scores(anomaly_maps: np.ndarray, model: LocalScoreModel) -> np.ndarray
 class StatisticsAccumulator:
     """Per-region, per-pixel mean and std of the (fused) maps of good acquisitions, streamed."""
 
-    def __init__(self, layout: PatchLayout, fuse_frames: bool) -> None:
-        self.layout, self.fuse_frames = layout, fuse_frames
+    def __init__(self, layout: PatchLayout, fuse_frames: bool, smooth_sigma: float = 0.0) -> None:
+        self.layout, self.fuse_frames, self.smooth_sigma = layout, fuse_frames, smooth_sigma
         self._sum: np.ndarray | None = None
         self._sum_sq: np.ndarray | None = None
         self.samples = 0  # maps per region
 
     def add(self, anomaly_maps: np.ndarray) -> None:
         """Add the [N, h, w] maps of whole good acquisitions (patch order)."""
-        maps = fuse(by_position(np.asarray(anomaly_maps, np.float64), self.layout), self.fuse_frames)
+        smoothed = smooth(np.asarray(anomaly_maps, np.float32), self.smooth_sigma).astype(np.float64)
+        maps = fuse(by_position(smoothed, self.layout), self.fuse_frames)
         per_region = maps.transpose(3, 0, 1, 2, 4, 5).reshape(self.layout.regions, -1, *maps.shape[-2:])
         if self._sum is None:
             self._sum = np.zeros((self.layout.regions, *maps.shape[-2:]))
@@ -164,13 +207,15 @@ class StatisticsAccumulator:
         self._sum_sq += (per_region * per_region).sum(axis=1)
         self.samples += per_region.shape[1]
 
-    def model(self, floor_quantile: float = 0.5) -> LocalScoreModel:
-        """The statistics so far as a LocalScoreModel (scale floored at the region's std quantile)."""
+    def model(self, floor_quantile: float = 0.5, dilate: int = 1) -> LocalScoreModel:
+        """The statistics so far as a LocalScoreModel (scale floored at the region's std quantile,
+        mean and scale taken as their maximum over ``dilate`` x ``dilate`` pixels)."""
         if self._sum is None or self._sum_sq is None or self.samples < 2:
             raise CalibrationError("the local score needs good acquisitions to measure what good looks like; "
                                    "the calibration kit has none")
         mean = self._sum / self.samples
         std = np.sqrt(np.maximum(self._sum_sq / self.samples - mean * mean, 0.0))
         floor = np.quantile(std.reshape(self.layout.regions, -1), floor_quantile, axis=1)[:, None, None]
-        scale = np.sqrt(std * std + np.maximum(floor, 1e-6) ** 2)
-        return LocalScoreModel(self.layout, self.fuse_frames, mean.astype(np.float32), scale.astype(np.float32))
+        scale = np.sqrt(_dilate(std, dilate) ** 2 + np.maximum(floor, 1e-6) ** 2)
+        return LocalScoreModel(self.layout, self.fuse_frames, _dilate(mean, dilate).astype(np.float32),
+                               scale.astype(np.float32), self.smooth_sigma)

@@ -97,3 +97,30 @@ def test_tensorflow_local_score_equals_the_numpy_reference(fuse: bool) -> None:
     maps[5, 3:6, 3:6] += 0.4
     served = local_score_tf(tf.constant(maps), model).numpy()
     np.testing.assert_allclose(served, local_scores(maps, model), rtol=1e-5, atol=1e-5)
+
+
+def test_smoothing_and_neighbourhood_statistics_match_between_numpy_and_tensorflow() -> None:
+    import tensorflow as tf
+
+    from trainer.local_score_tf import local_score_tf
+    from vialguard.local_score import smooth
+
+    acc = StatisticsAccumulator(LAYOUT, True, smooth_sigma=1.5)
+    acc.add(_good_maps(np.random.default_rng(2), 30))
+    model = acc.model(dilate=3)
+    assert model.smooth_sigma == 1.5
+    back = LocalScoreModel.from_bytes(model.to_bytes())
+    assert back.smooth_sigma == 1.5
+    maps = _good_maps(np.random.default_rng(3), 2)
+    np.testing.assert_allclose(local_score_tf(tf.constant(maps), model).numpy(), local_scores(maps, model),
+                               rtol=1e-4, atol=1e-4)
+    flat = np.ones((1, 9, 9), np.float32)
+    smoothed = smooth(flat, 1.0)
+    assert smoothed[0, 4, 4] == pytest.approx(1.0, abs=1e-5) and smoothed[0, 0, 0] < 0.9  # zero-padded edges
+    # a neighbourhood's maximum: the scale next to a single high-variance pixel is raised too
+    single = StatisticsAccumulator(PatchLayout(1, 1, 1), False)
+    rng = np.random.default_rng(4)
+    samples = rng.normal(0, 0.01, (50, 9, 9)).astype(np.float32)
+    samples[:, 4, 4] += rng.normal(0, 0.5, 50).astype(np.float32)
+    single.add(samples)
+    assert single.model(dilate=3).scale[0, 3, 3] > 5 * single.model(dilate=1).scale[0, 3, 3]
