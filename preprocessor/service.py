@@ -1,10 +1,11 @@
 """The Inspection servicer: one acquisition in, the aggregator's verdict out.
 
-Inspect reads as a straight line: replay check -> validate and decode -> cut the
-patches with vialguard.patching (the one patching path) -> infer -> queue the
-scores -> wait for the verdict. Every failure leaves as a gRPC status whose
-message says what went wrong, which component, and whether anything was
-queued: once the scores are queued, the verdict is produced and kept even if
+Inspect reads as a straight line: validate the fields and frame headers ->
+replay check (same frames as the first call under this id?) -> decode and cut
+the patches with vialguard.patching (the one patching path) -> an inference slot
+(admission control) -> infer -> queue the scores -> wait for the verdict.
+Every failure leaves as a gRPC status whose message says what went wrong,
+which component, and whether anything was queued: once the scores are queued, the verdict is produced and kept even if
 the caller has gone, and a retry with the same acquisition_id replays it.
 """
 from __future__ import annotations
@@ -19,14 +20,19 @@ import numpy as np
 import redis
 
 from preprocessor import convert, exchange, watch
+from preprocessor.admission import Admission, Shed
 from preprocessor.config import PreprocessorConfig
 from preprocessor.deadline import Deadline
+from preprocessor.decode import inspected_frames
 from preprocessor.heatmap_store import HeatmapStore
 from preprocessor.patches import cut_inspected
-from preprocessor.validate import RecipeMismatch, check_identity
+from preprocessor.replay import frames_digest
+from preprocessor.validate import RecipeMismatch, check_id, check_identity, check_watch_request, shown
 from vialguard.errors import AcquisitionError
 from vialguard.heatmap import to_png_gray
-from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable, Inspector
+from vialguard.inference import (
+    InferenceOverloaded, InferenceResult, InferenceTimeout, InferenceUnavailable, Inspector,
+)
 from vialguard.messages import ScoresMessage, VerdictMessage
 from vialguard.patching import acquisition_labels
 from vialguard.recipe import Recipe
@@ -36,12 +42,14 @@ from vialguard.v1 import inspection_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 START_ID_METADATA = "vialguard-start-id"  # WatchVerdicts: the stream id the stream starts after
+MAX_DETAILS_CHARS = 2000  # a status message stays far below gRPC's 8 KiB metadata limit
 
 
 class Failure(Exception):
     """A call that ends with a gRPC status and a message for the line engineer."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        message = message if len(message) <= MAX_DETAILS_CHARS else message[:MAX_DETAILS_CHARS - 3] + "..."
         super().__init__(message)
         self.code = code
         self.message = message
@@ -91,6 +99,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         # Each stream holds a worker thread: screens may take half of them, never the camera's share.
         self._max_watchers = max(1, config.workers // 2)
         self._watch_slots = threading.BoundedSemaphore(self._max_watchers)
+        self.admission = Admission(config.max_inflight, config.admission_wait_ms / 1000)
 
     # ---------------------------------------------------------------- Inspect
     def Inspect(self, request: pb.Acquisition, context: grpc.ServicerContext) -> pb.Verdict:
@@ -101,12 +110,12 @@ class InspectionService(pb_grpc.InspectionServicer):
         try:
             verdict = self._inspect(request, deadline, started)
         except Failure as failure:
-            log.warning("acquisition %r: %s %s", request.acquisition_id, failure.code.name, failure.message)
+            log.warning("acquisition %s: %s %s", shown(request.acquisition_id), failure.code.name, failure.message)
             context.abort(failure.code, failure.message)
         except Exception as exc:  # a bug must still be answered, with a status the camera can log
-            log.exception("acquisition %r: unexpected error", request.acquisition_id)
+            log.exception("acquisition %s: unexpected error", shown(request.acquisition_id))
             context.abort(grpc.StatusCode.INTERNAL,
-                          f"internal error in the preprocessor ({type(exc).__name__}: {exc}); see its log")
+                          f"internal error in the preprocessor ({type(exc).__name__}: {str(exc)[:200]}); see its log")
         log.info("acquisition %s: %s strip_score=%.4f total=%.1f ms%s", verdict.acquisition_id,
                  pb.Decision.Name(verdict.decision), verdict.strip_score, verdict.timings.total_ms,
                  " (replayed)" if verdict.replayed else "")
@@ -115,13 +124,22 @@ class InspectionService(pb_grpc.InspectionServicer):
     def _inspect(self, acq: pb.Acquisition, deadline: Deadline, started: float) -> pb.Verdict:
         try:
             check_identity(acq, self._recipe)
+            digest = frames_digest(acq, inspected_frames(acq.frames, self._recipe))
         except RecipeMismatch as exc:
             raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         except AcquisitionError as exc:
             raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         acquisition_id = acq.acquisition_id
-        claim = self._redis_call("checking for an earlier verdict", False,
-                                 lambda: exchange.claim(self._redis, acquisition_id, deadline))
+        claim = self._redis_call("checking for an earlier verdict", False, lambda: exchange.claim(
+            self._redis, acquisition_id, deadline, digest, self._config.replay_ttl_s))
+        if not claim.same_frames(digest):
+            if claim.claimed:
+                exchange.release(self._redis, acquisition_id)
+            raise Failure(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"acquisition_id '{acquisition_id}' was already used for other frames (first {claim.first_digest}, "
+                f"now {digest}); a retry must resend exactly the same acquisition, and a new acquisition needs a "
+                f"new acquisition_id. Nothing was inspected or queued")
         if claim.stored_verdict is not None:
             return self._answer(claim.stored_verdict, {}, started, replayed=True)
         if not claim.claimed:  # the same acquisition is in flight in another call: share its verdict
@@ -130,7 +148,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         try:
             local_ms, result = self._score_and_queue(acq, deadline, started)
         except BaseException:
-            exchange.release(self._redis, acquisition_id)
+            exchange.release(self._redis, acquisition_id, drop_digest=claim.first_digest is None)
             raise
         queued_at = time.perf_counter()
         verdict = _parse_verdict(self._await_verdict(acquisition_id, deadline))
@@ -154,14 +172,19 @@ class InspectionService(pb_grpc.InspectionServicer):
             raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"the deadline passed before inference could start (decoding and patching took "
                           f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer deadline")
-        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+        try:
+            with self.admission.slot(deadline):
+                infer_started = time.perf_counter()
+                result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+        except Shed as exc:
+            raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         inferred = time.perf_counter()
         if result.scores.shape != (len(self._labels),):
             raise Failure(grpc.StatusCode.INTERNAL,
                           f"the inference server returned {result.scores.shape} scores for {len(self._labels)} "
                           f"patches (model '{result.model_name}' version {result.model_version}); nothing was queued")
         local_ms = {"decode_ms": (decoded - started) * 1000, "patching_ms": (cut - decoded) * 1000,
-                    "inference_ms": (inferred - cut) * 1000}
+                    "inference_ms": (inferred - infer_started) * 1000}
         message = ScoresMessage(
             acquisition_id=acq.acquisition_id, product_id=acq.product_id, run_index=acq.run_index,
             recipe_id=acq.recipe_id, model_name=result.model_name, model_version=int(result.model_version),
@@ -177,6 +200,10 @@ class InspectionService(pb_grpc.InspectionServicer):
     def _call_inspector(self, call):  # type: ignore[no-untyped-def]
         try:
             return call()
+        except InferenceOverloaded as exc:  # Triton's bounded queue is full: load, not an outage
+            raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"the inference server is at its queue limit ({exc}); this acquisition was refused at "
+                          f"once and nothing was queued: retry with the same acquisition_id after a pause") from exc
         except InferenceTimeout as exc:  # slow, not down
             raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"inference did not finish before the deadline ({exc}); nothing was queued, "
@@ -228,9 +255,13 @@ class InspectionService(pb_grpc.InspectionServicer):
 
     # ---------------------------------------------------------- WatchVerdicts
     def WatchVerdicts(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.Verdict]:
+        try:
+            check_watch_request(request)
+        except AcquisitionError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.after_id and not watch.STREAM_ID.match(request.after_id):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"after_id {request.after_id!r} is not a stream id like '1700000000000-0'; "
+                          f"after_id {shown(request.after_id)} is not a stream id like '1700000000000-0'; "
                           "pass the stream_id of the last verdict received, or leave it empty")
         if not self._watch_slots.acquire(blocking=False):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -264,8 +295,10 @@ class InspectionService(pb_grpc.InspectionServicer):
 
     # ------------------------------------------------------------ GetHeatmaps
     def GetHeatmaps(self, request: pb.HeatmapRequest, context: grpc.ServicerContext) -> pb.HeatmapReply:
-        if not request.acquisition_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "acquisition_id is empty")
+        try:
+            check_id("acquisition_id", request.acquisition_id)
+        except AcquisitionError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             stored = self._heatmaps.get(request.acquisition_id)
         except redis.RedisError as exc:

@@ -256,11 +256,22 @@ def test_health_follows_the_inference_server(stack: Stack) -> None:
     _wait_health(stack, health_pb2.HealthCheckResponse.SERVING)
 
 
-def test_reflection_lists_the_inspection_and_health_services(stack: Stack) -> None:
+def test_reflection_is_off_by_default(stack: Stack) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
     replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
-    names = {s.name for reply in replies for s in reply.list_services_response.service}
-    assert {"vialguard.v1.Inspection", "grpc.health.v1.Health"} <= names
+    assert rpc_error(list, replies).code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_when_asked_lists_the_inspection_and_health_services(stack: Stack) -> None:
+    own = open_stack(stack.redis_server, replace(make_config(stack.redis_server.url), reflection=True))
+    try:
+        stub = reflection_pb2_grpc.ServerReflectionStub(own.channel)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                            timeout=5)
+        names = {s.name for reply in replies for s in reply.list_services_response.service}
+        assert {"vialguard.v1.Inspection", "grpc.health.v1.Health"} <= names
+    finally:
+        close_stack(own)
 
 
 def test_watch_verdicts_streams_new_verdicts_and_resumes_after_an_id(stack: Stack) -> None:
