@@ -124,7 +124,7 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
                               ready_timeout_s=settings.triton_timeout_s)
         sup.adopt("tritonserver", triton.process, triton.log_path)
         rollout = load_version(triton.grpc_url, ready.version, settings.repository, TRITON_CONFIG,
-                               timeout_s=settings.triton_timeout_s)
+                               timeout_s=settings.triton_timeout_s, admin_key=triton.admin_key)
         say(f"tritonserver      {triton.grpc_url}  {MODEL_NAME} v{rollout.version} ({TRITON_CONFIG} config, "
             f"patch {rollout.patch_size}) ready in {triton.started_s + rollout.load_s:.1f} s")
 
