@@ -133,6 +133,9 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
             "VIALGUARD_REDIS_URL": redis_url,
             "VIALGUARD_MODEL_REPOSITORY": str(Path(settings.repository).resolve()),
             "VIALGUARD_AUDIT_DB": str(run_dir / "audit" / "verdicts.sqlite3"),
+            # Key and head checkpoint outside the database's directory (on the line: other volumes).
+            "VIALGUARD_AUDIT_KEY_FILE": str(run_dir / "audit-key" / "audit.key"),
+            "VIALGUARD_AUDIT_ANCHOR": str(run_dir / "audit-anchor" / "verdicts.head.json"),
             "AGGREGATOR_CONSUMER": consumer,
         })
         took = sup.wait_ready(aggregator, lambda: probes.consumer_active(
