@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from vialguard.messages import CONSUMER_GROUP, SCORES_STREAM
+from vialguard.messages import CONSUMER_GROUP, HEARTBEAT_TTL_MS, SCORES_STREAM, heartbeat_key
 
 Probe = tuple[bool, str]
 
@@ -78,13 +78,18 @@ def http_ready(url: str, timeout_s: float = 1.0) -> Probe:
 
 def consumer_active(redis_url: str, stream: str, group: str, name_prefix: str,
                     max_idle_ms: int, timeout_s: float = 1.0) -> Probe:
-    """A consumer of `group` named `name_prefix...` called Redis less than `max_idle_ms` ago.
+    """A consumer of `group` named `name_prefix...` whose loop turned less than `max_idle_ms` ago.
 
-    A consumer blocked in XREADGROUP renews its idle time on every call, even on an
-    empty stream, so this tells a turning worker loop from a stuck or dead one
-    without the worker writing anything. The aggregator names its consumer
-    hostname-pid, and a container's hostname is its own, so the prefix picks out
-    this replica among several in the same group.
+    What "turned" means depends on the Redis version, so both are read:
+    - the aggregator's heartbeat key (set with a TTL each round; age = TTL - PTTL, no
+      shared clock needed), where the consumer writes one: right on every version;
+    - else XINFO CONSUMERS' ``idle``. From Redis 7.2 (the reply then also has
+      ``inactive``) it counts from the last read *attempted*, so a consumer blocked in
+      XREADGROUP on an idle stream stays fresh; before 7.2 it counts from the last read
+      that *returned entries*, and an idle, healthy consumer looked dead ("last read
+      49814 ms ago" on 7.0): there it only proves liveness while entries flow.
+    The aggregator names its consumer hostname-pid, and a container's hostname is its
+    own, so the prefix picks out this replica among several in the same group.
     """
     import redis
 
@@ -92,17 +97,24 @@ def consumer_active(redis_url: str, stream: str, group: str, name_prefix: str,
                                   retry=_no_retry())
     try:
         consumers = client.xinfo_consumers(stream, group)
+        mine = [c for c in consumers if _text(c["name"]).startswith(name_prefix)]
+        beats = {_text(c["name"]): client.pttl(heartbeat_key(_text(c["name"]))) for c in mine}
     except redis.exceptions.ResponseError as exc:
         return False, f"no consumer group '{group}' on '{stream}' yet: {exc}"
     except redis.exceptions.RedisError as exc:
         return False, f"redis not answering: {exc}"
     finally:
         client.close()
-    mine = [c for c in consumers if _text(c["name"]).startswith(name_prefix)]
     if not mine:
         return False, f"no consumer named {name_prefix}* in group '{group}' of '{stream}'"
+    ages = [HEARTBEAT_TTL_MS - int(ttl) for ttl in beats.values() if int(ttl) > 0]
+    if ages:
+        age = min(ages)
+        return age <= max_idle_ms, f"consumer {name_prefix}* loop turned {age} ms ago (limit {max_idle_ms} ms)"
     idle = min(int(c["idle"]) for c in mine)
-    return idle <= max_idle_ms, f"consumer {name_prefix}* last read {idle} ms ago (limit {max_idle_ms} ms)"
+    exact = any(b"inactive" in c or "inactive" in c for c in mine)  # Redis >= 7.2: idle = last attempt
+    how = "last read attempt" if exact else "last read that returned entries (Redis < 7.2, no heartbeat)"
+    return idle <= max_idle_ms, f"consumer {name_prefix}* {how} {idle} ms ago (limit {max_idle_ms} ms)"
 
 
 def _text(value: bytes | str) -> str:
