@@ -48,12 +48,23 @@ def _no_retry() -> object:
     return Retry(NoBackoff(), 0)
 
 
-def grpc_serving(target: str, service: str = "", timeout_s: float = 1.0) -> Probe:
-    """The standard gRPC health service reports SERVING for `service` ("" = the server)."""
+def grpc_serving(target: str, service: str = "", timeout_s: float = 1.0, tls_ca: str = "", tls_cert: str = "",
+                 tls_key: str = "") -> Probe:
+    """The standard gRPC health service reports SERVING for `service` ("" = the server).
+
+    ``tls_ca``: talk TLS, trusting that CA (with ``tls_cert``/``tls_key``: mutual TLS).
+    The health check needs no token.
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channel = grpc.insecure_channel(target)
+    if tls_ca:
+        def read(path: str) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+        credentials = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key), read(tls_cert))
+        channel = grpc.secure_channel(target, credentials)
+    else:
+        channel = grpc.insecure_channel(target)
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
@@ -147,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grpc", help="gRPC health check")
     p.add_argument("target", help="host:port")
     p.add_argument("--service", default="")
+    p.add_argument("--tls-ca", default="", help="CA of the server's certificate: talk TLS")
+    p.add_argument("--tls-cert", default="", help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", default="", help="client key (mutual TLS)")
     p = sub.add_parser("http", help="HTTP 200 from a URL")
     p.add_argument("url")
     p = sub.add_parser("consumer", help="a Redis Streams consumer still reading; URL from $VIALGUARD_REDIS_URL")
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         host, port = _split_host_port(args.address, 6379)
         ok, reason = redis_ready(host, port, os.environ.get("REDIS_PASSWORD"), args.timeout)
     elif args.probe == "grpc":
-        ok, reason = grpc_serving(args.target, args.service, args.timeout)
+        ok, reason = grpc_serving(args.target, args.service, args.timeout, args.tls_ca, args.tls_cert, args.tls_key)
     elif args.probe == "http":
         ok, reason = http_ready(args.url, args.timeout)
     elif args.probe == "consumer":
