@@ -34,8 +34,10 @@ RULES: dict[str, list[str]] = {
     ],
     # Redis's own container health check (redis-cli ping) and nothing else.
     "healthcheck": ["resetchannels", "-@all", "+ping"],
+    # Read-only look at the line's keys (the local stack's tests and fault campaign; an operator's shell).
+    "operator": ["resetchannels", "-@all", "+ping", "+@read", "+info", "~vialguard:*"],
 }
-SERVICES = tuple(RULES)
+SERVICES = ("preprocessor", "aggregator", "healthcheck")  # the users docker-compose.yml creates
 
 
 def user_directive(user: str, password: str) -> list[str]:
@@ -44,9 +46,9 @@ def user_directive(user: str, password: str) -> list[str]:
 
 
 def server_args(passwords: Mapping[str, str]) -> list[str]:
-    """redis-server command-line arguments: the default user off, one user per service."""
+    """redis-server command-line arguments: the default user off, one user per entry of ``passwords``."""
     args = ["--user", "default", "off", "resetchannels", "-@all"]
-    for user in SERVICES:
+    for user in passwords:
         args += ["--user", *user_directive(user, passwords[user])]
     return args
 

@@ -24,11 +24,12 @@ from vialguard.messages import CONSUMER_GROUP, HEARTBEAT_TTL_MS, SCORES_STREAM, 
 Probe = tuple[bool, str]
 
 
-def redis_ready(host: str, port: int, password: str | None = None, timeout_s: float = 1.0) -> Probe:
-    """PING answered with PONG (with AUTH when the server requires a password)."""
+def redis_ready(host: str, port: int, password: str | None = None, timeout_s: float = 1.0,
+                username: str | None = None) -> Probe:
+    """PING answered with PONG (with AUTH when the server requires a password, as ``username`` if given)."""
     import redis
 
-    client = redis.Redis(host=host, port=port, password=password or None, retry=_no_retry(),
+    client = redis.Redis(host=host, port=port, username=username, password=password or None, retry=_no_retry(),
                          socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     try:
         return (True, "PONG") if client.ping() else (False, "PING not answered with PONG")
