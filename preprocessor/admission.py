@@ -1,9 +1,10 @@
 """Admission control: how many acquisitions may be inferring at once, and what happens to the rest.
 
 DESIGN invariant 8: no queue without a bound, no work for a caller that has gone.
-Inference is the one expensive step (the rest is milliseconds), so it is what
-is bounded: at most ``slots`` acquisitions of this preprocessor are in Triton at
-any time. A call that finds every slot taken waits only as long as it can still
+Inference is the one expensive step (decoding and cutting are milliseconds),
+so it is what is bounded: at most ``slots`` acquisitions of this preprocessor
+are being decoded, cut or inferred at any time (the slot is taken before
+decoding, so a shed acquisition costs nothing but its check). A call that finds every slot taken waits only as long as it can still
 afford (its deadline less the inference time measured lately) and at most
 ``max_wait_s``; otherwise it is shed at once with RESOURCE_EXHAUSTED, before
 anything is queued, instead of joining a queue it could only time out in.
@@ -52,8 +53,8 @@ class Admission:
             with self._lock:
                 self.shed_count += 1
             raise Shed(
-                f"the preprocessor is at its limit of {self.slots} acquisitions in inference (about "
-                f"{self.expected_inference_s() * 1000:.0f} ms each now); this one was refused at once and nothing "
+                f"the preprocessor is at its limit of {self.slots} acquisitions in inference (each holds a slot "
+                f"about {self.expected_inference_s() * 1000:.0f} ms now); this one was refused at once and nothing "
                 f"was queued: the line sends more than this preprocessor and its Triton can score. Retry with the "
                 f"same acquisition_id after a pause, or add capacity (PREPROCESSOR_MAX_INFLIGHT, more replicas)")
         started = time.perf_counter()

@@ -32,10 +32,12 @@ class PreprocessorConfig:
     heatmap_ttl_s: int = 3600                   # heatmaps of a rejected strip expire after this
     heatmap_max_acquisitions: int = 1000        # and at most this many rejected strips are kept
     workers: int = 32                           # gRPC threads; each WatchVerdicts holds one
-    # Admission control (DESIGN invariant 8): acquisitions inferring at once; the excess is
-    # refused at once with RESOURCE_EXHAUSTED, after waiting at most admission_wait_ms for a slot.
-    max_inflight: int = 4
-    admission_wait_ms: int = 20
+    # Admission control (DESIGN invariant 8): acquisitions being decoded, cut and inferred at once;
+    # the excess is refused at once with RESOURCE_EXHAUSTED, after waiting at most
+    # admission_wait_ms for a slot. About 2 per Triton model instance: one running, one
+    # waiting, so a verdict never queues behind more than one other (compose: 4 for 2 GPU instances).
+    max_inflight: int = 2
+    admission_wait_ms: int = 100
     # Calls beyond workers + this are refused by gRPC itself (RESOURCE_EXHAUSTED), never queued.
     max_pending_rpcs: int = 16
     # A repeat of an acquisition_id must carry the frames its first call had, for this long

@@ -161,20 +161,25 @@ class InspectionService(pb_grpc.InspectionServicer):
     def _score_and_queue(
         self, acq: pb.Acquisition, deadline: Deadline, started: float
     ) -> tuple[dict[str, float], InferenceResult]:
-        """Decode, cut, infer and queue; returns this call's stage times and the inference result."""
-        try:
-            cut_out = cut_inspected(acq.frames, self._recipe, lambda: self._call_inspector(self._inspector.patch_size))
-            patches, decoded = cut_out.patches, cut_out.decoded_at
-        except AcquisitionError as exc:
-            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
-        cut = time.perf_counter()
-        if deadline.expired():
-            raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
-                          f"the deadline passed before inference could start (decoding and patching took "
-                          f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer deadline")
+        """Decode, cut, infer and queue; returns this call's stage times and the inference result.
+
+        The inference slot is taken first: an acquisition that would be shed costs
+        no decoding, and one admitted never waits behind more than the slots allow.
+        """
         try:
             with self.admission.slot(deadline):
-                infer_started = time.perf_counter()
+                try:
+                    cut_out = cut_inspected(acq.frames, self._recipe,
+                                            lambda: self._call_inspector(self._inspector.patch_size))
+                    patches, decoded = cut_out.patches, cut_out.decoded_at
+                except AcquisitionError as exc:
+                    raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+                cut = time.perf_counter()
+                if deadline.expired():
+                    raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"the deadline passed before inference could start (decoding and patching took "
+                                  f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer "
+                                  f"deadline")
                 result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
         except Shed as exc:
             raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
@@ -184,7 +189,7 @@ class InspectionService(pb_grpc.InspectionServicer):
                           f"the inference server returned {result.scores.shape} scores for {len(self._labels)} "
                           f"patches (model '{result.model_name}' version {result.model_version}); nothing was queued")
         local_ms = {"decode_ms": (decoded - started) * 1000, "patching_ms": (cut - decoded) * 1000,
-                    "inference_ms": (inferred - infer_started) * 1000}
+                    "inference_ms": (inferred - cut) * 1000}
         message = ScoresMessage(
             acquisition_id=acq.acquisition_id, product_id=acq.product_id, run_index=acq.run_index,
             recipe_id=acq.recipe_id, model_name=result.model_name, model_version=int(result.model_version),
