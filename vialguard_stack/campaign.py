@@ -67,6 +67,65 @@ class Outcome:
     silent: int = 0                    # attempts that got no answer within their deadline
 
 
+class TritonQueueSampler:
+    """Triton's own queue time (its statistics API), averaged per half second, during a scenario.
+
+    This is the figure the issue's collapse showed ("1,334 requests queued, average wait
+    72 s"): recovery means it is back under 1 s soon after the fault ends.
+    """
+
+    def __init__(self, stack: FaultStack, every_s: float = 0.5) -> None:
+        self.stack, self.every_s = stack, every_s
+        self.samples: list[tuple[float, float, int]] = []  # (monotonic time, avg queue ms, requests)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="triton-queue", daemon=True)
+
+    def _read(self) -> tuple[int, int] | None:
+        import tritonclient.grpc as grpcclient
+
+        triton = self.stack.triton
+        if triton is None or not triton.running():
+            return None
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        try:
+            stats = client.get_inference_statistics("inspector", as_json=True, client_timeout=1.0)["model_stats"]
+            queue = [s["inference_stats"].get("queue", {}) for s in stats]
+            return sum(int(q.get("count", 0)) for q in queue), sum(int(q.get("ns", 0)) for q in queue)
+        except Exception:  # Triton down or restarting: no sample
+            return None
+        finally:
+            client.close()
+
+    def _run(self) -> None:
+        last = self._read()
+        while not self._halt.wait(self.every_s):
+            now = self._read()
+            if now is not None and last is not None and now[0] >= last[0] and now[1] >= last[1]:
+                count = now[0] - last[0]
+                if count:
+                    self.samples.append((time.monotonic(), (now[1] - last[1]) / count / 1e6, count))
+            last = now
+
+    def __enter__(self) -> "TritonQueueSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join(5)
+
+    def worst_ms(self) -> float:
+        return max((ms for _, ms, _ in self.samples), default=0.0)
+
+    def under_1s_after(self, healed_at: float) -> float | None:
+        """Seconds after ``healed_at`` from which every half second's average queue wait is < 1 s."""
+        after = [(t, ms) for t, ms, _ in self.samples if t >= healed_at]
+        if not after:
+            return None
+        bad = [t for t, ms in after if ms >= RECOVERED_UNDER_S * 1000]
+        return 0.0 if not bad else max(0.0, max(bad) - healed_at)
+
+
 @dataclass
 class ScenarioResult:
     name: str
@@ -79,6 +138,8 @@ class ScenarioResult:
     wrong_version: int
     versions: set[int]
     service_ms: float = 0.0  # one acquisition alone on the stack, measured before the scenarios
+    triton_queue_worst_ms: float = 0.0
+    triton_queue_recovered_s: float | None = None
 
     def row(self) -> dict[str, object]:
         o = self.outcomes
@@ -91,6 +152,8 @@ class ScenarioResult:
             "refused": sum(refused.values()), "never": sum(x.final == "never" for x in o),
             "duplicates": self.duplicates, "unrecorded": self.unrecorded, "wrong version": self.wrong_version,
             "silent": sum(x.silent for x in o), "recovered s": _fmt(self.recovered_s()),
+            "triton queue max ms": f"{self.triton_queue_worst_ms:.0f}",
+            "queue <1 s after s": _fmt(self.triton_queue_recovered_s),
             "p50/p99 ms": _percentiles([x.first_ms for x in o if x.verdict_attempt == 1]),
             "codes": " ".join(f"{k}:{v}" for k, v in sorted(codes.items())),
         }
@@ -252,22 +315,23 @@ def run_scenario(stack: FaultStack, camera: Camera, name: str, rate: float, befo
         state["healed"] = True
 
     injector = threading.Thread(target=faults, name=f"fault-{name}")
-    injector.start()
-    i = 0
-    while time.monotonic() < end:
-        outcome, future = camera.send(f"{name}-{i:05d}", i)
-        outcomes.append(outcome)
-        futures.append(future)
-        i += 1
-        time.sleep(max(0.0, start + i / rate - time.monotonic()))
-    injector.join()
-    versions.add(stack.version)
-    for future in futures:
-        future.result()  # type: ignore[attr-defined]
+    with TritonQueueSampler(stack) as sampler:
+        injector.start()
+        i = 0
+        while time.monotonic() < end:
+            outcome, future = camera.send(f"{name}-{i:05d}", i)
+            outcomes.append(outcome)
+            futures.append(future)
+            i += 1
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        injector.join()
+        versions.add(stack.version)
+        for future in futures:
+            future.result()  # type: ignore[attr-defined]
     duplicates, unrecorded = _read_back(stack, [o.acquisition_id for o in outcomes if o.final == "OK"], name)
     wrong = sum(o.verdict_version is not None and o.verdict_version not in versions for o in outcomes)
     result = ScenarioResult(name, rate, outcomes, fault_at, healed_at, duplicates, unrecorded, wrong, versions,
-                            service_ms)
+                            service_ms, sampler.worst_ms(), sampler.under_1s_after(healed_at))
     log(f"  {name}: {result.row()}")
     return result
 

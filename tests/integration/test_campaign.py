@@ -62,6 +62,7 @@ def test_overload_with_the_aggregator_killed_loses_and_duplicates_nothing(
     print(f"\none alone {alone:.0f} ms, capacity {capacity:.2f}/s\n{table([result.row()])}")
     assert_held(result)
     assert result.row()["refused"] > 0  # 1.5x capacity: the excess was refused, not queued
+    assert result.triton_queue_worst_ms < 1000 * 3  # a bounded queue: never the 72 s of the campaign
 
 
 def test_a_few_hundred_hostile_requests_get_no_internal_or_unknown(
@@ -82,8 +83,8 @@ def test_the_whole_campaign(running: tuple[FaultStack, Camera, float, float]) ->
     print(f"\none alone {alone:.0f} ms, capacity {capacity:.2f}/s\n{table([r.row() for r in results])}")
     for result in results:
         assert_held(result)
-        recovered = result.recovered_s()
-        assert recovered is not None and recovered <= 10.0, result.row()
+        recovered = result.triton_queue_recovered_s
+        assert recovered is None or recovered <= 10.0, result.row()  # Triton's queue wait < 1 s within 10 s
     report = fuzz(stack, camera.templates[0], 10_000)
     print("\n" + fuzz_table(report))
     assert report.codes["INTERNAL"] == 0 and report.codes["UNKNOWN"] == 0, report.forbidden_examples
