@@ -44,8 +44,8 @@ from typing import Any
 
 from aggregator.audit_anchor import AnchorError, Head, read_anchor, write_anchor
 from aggregator.audit_chain import (
-    GENESIS_HASH, INDEXED, SCHEME, TRIGGERS_PROBLEM, ChainReport, FileMeta, canonical_json, chain_hash, key_id, open_read_only,
-    read_meta, verify_paths,
+    GENESIS_HASH, INDEXED, SCHEME, TRIGGERS_PROBLEM, ChainReport, FileMeta, canonical_json, chain_hash, key_id,
+    open_read_only, read_meta, verify_paths,
 )
 from vialguard.messages import VerdictMessage
 

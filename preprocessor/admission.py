@@ -4,8 +4,8 @@ DESIGN invariant 8: no queue without a bound, no work for a caller that has gone
 Inference is the one expensive step (decoding and cutting are milliseconds),
 so it is what is bounded: at most ``slots`` acquisitions of this preprocessor
 are being decoded, cut or inferred at any time (the slot is taken before
-decoding, so a shed acquisition costs nothing but its check). A call that finds every slot taken waits only as long as it can still
-afford (its deadline less the inference time measured lately) and at most
+decoding, so a shed acquisition costs nothing but its check). A call that
+finds every slot taken waits only as long as it can still afford (its deadline less the inference time measured lately) and at most
 ``max_wait_s``; otherwise it is shed at once with RESOURCE_EXHAUSTED, before
 anything is queued, instead of joining a queue it could only time out in.
 Under overload the line then sees fast, explicit refusals for the excess and

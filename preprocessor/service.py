@@ -5,8 +5,9 @@ replay check (same frames as the first call under this id?) -> decode and cut
 the patches with vialguard.patching (the one patching path) -> an inference slot
 (admission control) -> infer -> queue the scores -> wait for the verdict.
 Every failure leaves as a gRPC status whose message says what went wrong,
-which component, and whether anything was queued: once the scores are queued, the verdict is produced and kept even if
-the caller has gone, and a retry with the same acquisition_id replays it.
+which component, and whether anything was queued: once the scores are queued,
+the verdict is produced and kept even if the caller has gone, and a retry with
+the same acquisition_id replays it.
 """
 from __future__ import annotations
 
