@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import sys
 import threading
@@ -47,11 +46,15 @@ from aggregator.audit_chain import (
     GENESIS_HASH, INDEXED, SCHEME, TRIGGERS_PROBLEM, ChainReport, FileMeta, canonical_json, chain_hash, key_id,
     open_read_only, read_meta, verify_paths,
 )
+from aggregator.audit_files import (
+    AuditIntegrityError, default_anchor, default_key_file, load_key, rotated_segments, segment_path,
+)
 from vialguard.messages import VerdictMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GENESIS_HASH", "AuditIntegrityError", "AuditStore", "ChainReport", "canonical_json", "verdict_dict"]
+__all__ = ["GENESIS_HASH", "AuditIntegrityError", "AuditStore", "ChainReport", "canonical_json", "default_anchor",
+           "default_key_file", "rotated_segments", "verdict_dict"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,15 +80,6 @@ BEGIN SELECT RAISE(ABORT, 'the vialguard audit store is append-only: UPDATE refu
 CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
 BEGIN SELECT RAISE(ABORT, 'the vialguard audit store is append-only: DELETE refused'); END;
 """
-KEY_BYTES = 32
-
-
-class AuditIntegrityError(sqlite3.DatabaseError):
-    """The record does not hold (cut, rewritten, lost, wrong key): nothing is appended until a person looks.
-
-    A DatabaseError, so the consumer treats it as the audit store being unavailable:
-    entries stay pending, no verdict is given without its record.
-    """
 
 
 def verdict_dict(verdict: VerdictMessage) -> dict[str, Any]:
@@ -98,55 +92,6 @@ def verdict_dict(verdict: VerdictMessage) -> dict[str, Any]:
     data["run_policy"] = dict(vars(verdict.run_policy))
     data["timings_ms"] = dict(verdict.timings_ms)
     return data
-
-
-def default_key_file(path: Path) -> Path:
-    return Path(path).with_name(Path(path).stem + ".key")
-
-
-def default_anchor(path: Path) -> Path:
-    return Path(path).with_name(Path(path).stem + ".head.json")
-
-
-def segment_path(path: Path, segment: int) -> Path:
-    path = Path(path)
-    return path.with_name(f"{path.stem}.seg{segment:06d}{path.suffix}")
-
-
-def rotated_segments(path: Path) -> list[Path]:
-    """Closed segments of the chain whose active file is ``path``, oldest first."""
-    path = Path(path)
-    return sorted(path.parent.glob(f"{path.stem}.seg[0-9][0-9][0-9][0-9][0-9][0-9]{path.suffix}"))
-
-
-def load_key(key_file: Path, may_create: bool) -> bytes:
-    """The audit key (hex) from its file; a new one only where no chain exists yet."""
-    key_file = Path(key_file)
-    if key_file.exists():
-        key = bytes.fromhex(key_file.read_text().strip())
-        if len(key) < 16:
-            raise AuditIntegrityError(f"the audit key in {key_file} is shorter than 16 bytes")
-        return key
-    if not may_create:
-        raise AuditIntegrityError(
-            f"the audit key {key_file} is missing but an audit chain exists: without it the chain cannot be "
-            "verified or continued. Restore the key from its backup")
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.{threading.get_ident()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(KEY_BYTES) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
-        os.link(tmp, key_file)  # two aggregators starting at once end up with the same key
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    log.warning("created a new audit key %s for a new audit chain: back it up apart from the database "
-                "(without it the chain cannot be verified)", key_file)
-    return bytes.fromhex(key_file.read_text().strip())
 
 
 class AuditStore:
