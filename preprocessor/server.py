@@ -107,6 +107,8 @@ class RunningServer:
     def stop(self, grace_s: float | None) -> threading.Event:
         """Graceful stop: NOT_SERVING, no new calls, in-flight ones get grace_s (None: none)."""
         self.stopping.set()
+        if self.servicer is not None:
+            self.servicer.begin_shutdown(grace_s or 0.0)
         self.health.shutdown()
         return self.server.stop(grace_s)
 

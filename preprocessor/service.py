@@ -81,6 +81,26 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
+STOP_MARGIN_S = 0.25  # a call in flight at SIGTERM answers this long before the grace period ends
+
+
+class _UntilStop:
+    """A call's deadline, cut short by a graceful stop: a call still waiting for its verdict then
+    answers UNAVAILABLE ("retry with the same id") before gRPC would cancel it at the end of the
+    grace period, which the camera saw as CANCELLED and did not retry."""
+
+    def __init__(self, deadline: Deadline, stop_by: Callable[[], float | None]) -> None:
+        self._deadline, self._stop_by = deadline, stop_by
+
+    def remaining(self) -> float:
+        stop_by = self._stop_by()
+        left = self._deadline.remaining()
+        return left if stop_by is None else max(0.0, min(left, stop_by - time.monotonic()))
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+
 class InspectionService(pb_grpc.InspectionServicer):
     def __init__(
         self,
@@ -101,6 +121,11 @@ class InspectionService(pb_grpc.InspectionServicer):
         self._max_watchers = max(1, config.workers // 2)
         self._watch_slots = threading.BoundedSemaphore(self._max_watchers)
         self.admission = Admission(config.max_inflight, config.admission_wait_ms / 1000)
+        self._stop_by: float | None = None
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Calls in flight answer before ``grace_s`` ends, so none is cut off as CANCELLED."""
+        self._stop_by = time.monotonic() + max(0.0, grace_s - STOP_MARGIN_S)
 
     # ---------------------------------------------------------------- Inspect
     def Inspect(self, request: pb.Acquisition, context: grpc.ServicerContext) -> pb.Verdict:
@@ -220,14 +245,19 @@ class InspectionService(pb_grpc.InspectionServicer):
                           f"'{self._config.model_name}') did not answer: {exc}; nothing was queued, retry") from exc
 
     def _await_verdict(self, acquisition_id: str, deadline: Deadline, watch_claim: bool = False) -> bytes:
+        bounded = _UntilStop(deadline, lambda: self._stop_by)
         try:
             return self._redis_call("waiting for the verdict", True, lambda: exchange.wait_for_verdict(
-                self._redis, acquisition_id, deadline, watch_claim))
+                self._redis, acquisition_id, bounded, watch_claim))  # type: ignore[arg-type]
         except exchange.ClaimLost as exc:
             raise Failure(grpc.StatusCode.UNAVAILABLE,
                           f"an earlier call with acquisition_id '{acquisition_id}' failed before its scores were "
                           f"queued, and this call was waiting on it; nothing was queued, retry") from exc
         except exchange.VerdictTimeout as exc:
+            if self._stop_by is not None and deadline.remaining() > 0:
+                raise Failure(grpc.StatusCode.UNAVAILABLE,
+                              f"this preprocessor is shutting down; the scores of acquisition '{acquisition_id}' are "
+                              f"queued and its verdict will be kept: retry with the same acquisition_id") from exc
             raise Failure(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no verdict for acquisition '{acquisition_id}' before the deadline; its scores are queued and "

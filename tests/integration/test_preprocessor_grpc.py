@@ -353,3 +353,19 @@ def test_graceful_stop_finishes_the_call_in_flight_and_refuses_new_ones(stack: S
         assert stopped.wait(5)
     finally:
         close_stack(own)
+
+
+def test_a_call_still_waiting_at_the_end_of_the_grace_period_is_told_to_retry_not_cancelled(stack: Stack) -> None:
+    own = open_stack(stack.redis_server)
+    try:
+        in_flight = own.stub.Inspect.future(acquisition("acq-unanswered"), timeout=10)
+        wait_for_scores(own.redis, "acq-unanswered")  # queued; no aggregator answers it
+        started = time.monotonic()
+        stopped = own.server.stop(1.0)
+        error = in_flight.exception(5)
+        assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE, error
+        assert "shutting down" in error.details() and "retry with the same acquisition_id" in error.details()
+        assert time.monotonic() - started < 1.0  # before gRPC would cancel it at the end of the grace
+        assert stopped.wait(5)
+    finally:
+        close_stack(own)
