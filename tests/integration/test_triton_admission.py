@@ -152,3 +152,42 @@ def test_back_to_back_calls_never_stall_in_the_queue(tmp_path: Path) -> None:
         inspector.close()
     print(f"\n{calls} back-to-back calls, {stalls} held until their deadline")
     assert calls > 100 and stalls == 0
+
+
+def test_calls_in_flight_when_triton_dies_see_an_outage_never_a_closed_channel(tmp_path: Path) -> None:
+    """Issue 7: the reconnect closed the channel other threads were using ("Cannot invoke RPC on closed
+    channel!"), which reached the camera as INTERNAL; now each call ends as an outage or a timeout."""
+    repository = repository_with_v1(tmp_path)
+    tiny = start_triton(repository, "cpu", installation=triton_installation(), pin_version=1)
+    inspector = TritonInspector(tiny.grpc_url)  # one client shared by every thread, as in the preprocessor
+    patches = random_patches(60, PATCH, seed=4)
+    inspector.infer(patches, timeout_s=10.0)
+    kinds: Counter[str] = Counter()
+    halt = threading.Event()
+
+    def traffic() -> None:
+        while not halt.is_set():
+            try:
+                inspector.infer(patches, timeout_s=1.0)
+                kinds["ok"] += 1
+            except (InferenceUnavailable, InferenceTimeout):
+                kinds["outage"] += 1
+            except Exception as exc:  # anything else would have been INTERNAL at the camera
+                kinds[f"{type(exc).__name__}: {exc}"] += 1
+
+    threads = [threading.Thread(target=traffic) for _ in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        tiny.kill()
+        time.sleep(2.0)
+    finally:
+        halt.set()
+        for thread in threads:
+            thread.join(10)
+        inspector.close()
+        tiny.kill()
+    print(f"\n{dict(kinds)}")
+    assert kinds["ok"] > 0 and kinds["outage"] > 0
+    assert set(kinds) == {"ok", "outage"}, kinds
