@@ -127,8 +127,12 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
         sup.adopt("tritonserver", triton.process, triton.log_path)
         rollout = load_version(triton.grpc_url, ready.version, settings.repository, TRITON_CONFIG,
                                timeout_s=settings.triton_timeout_s, admin_key=triton.admin_key)
+        admin_key_file = run_dir / "triton-admin.key"  # for `rollout --admin-key-file` against this server
+        admin_key_file.touch(mode=0o600)
+        admin_key_file.write_text(triton.admin_key + "\n")
         say(f"tritonserver      {triton.grpc_url}  {MODEL_NAME} v{rollout.version} ({TRITON_CONFIG} config, "
-            f"patch {rollout.patch_size}) ready in {triton.started_s + rollout.load_s:.1f} s")
+            f"patch {rollout.patch_size}) ready in {triton.started_s + rollout.load_s:.1f} s "
+            f"(model control key: {admin_key_file})")
 
         consumer = f"local-aggregator-{secrets.token_hex(4)}"
         aggregator_url = redis_acl.url_for("aggregator", passwords["aggregator"], "127.0.0.1", redis_port)
