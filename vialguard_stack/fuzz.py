@@ -45,11 +45,23 @@ class FuzzReport:
 
     @property
     def rss_growth(self) -> float:
-        """Growth from the end of the warm-up (the first tenth) to the end."""
-        if len(self.rss_kb) < 2:
+        """Growth of resident memory from just after the warm-up to the end of the run.
+
+        Medians, because RSS moves by tens of MB between two samples as the allocator
+        takes and returns memory: the median of the samples from 10 % to 30 % of the run
+        against the median of the last three. A leak shows as a steady climb either way.
+        """
+        if len(self.rss_kb) < 4:
             return 0.0
-        warm = next((kb for n, kb in self.rss_kb if n >= self.sent // 10), self.rss_kb[0][1])
-        return self.rss_kb[-1][1] / warm - 1.0
+        early = [kb for n, kb in self.rss_kb if self.sent // 10 <= n <= 3 * self.sent // 10] or [self.rss_kb[1][1]]
+        late = [kb for _, kb in self.rss_kb[-3:]]
+        return _median(late) / _median(early) - 1.0
+
+
+def _median(values: list[int]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return float(ordered[middle]) if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _png(size: tuple[int, int], value: int = 128) -> bytes:
