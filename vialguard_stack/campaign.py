@@ -52,7 +52,7 @@ RETRY_BUDGET_S = 20.0          # a camera gives up on an acquisition after this 
 RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 RECOVERED_UNDER_S = 1.0        # queue wait (latency beyond the unloaded service time) back under this
 SCENARIOS = ("baseline", "kill-aggregator", "kill-redis", "kill-triton", "hot-update", "sigterm-preprocessor",
-             "sigterm-aggregator")
+             "sigterm-aggregator", "sigterm-both")
 
 
 @dataclass
@@ -279,6 +279,14 @@ def _fault(stack: FaultStack, name: str) -> tuple[Callable[[], None], Callable[[
         return (lambda: None), (lambda: None)
     if name == "hot-update":
         return (lambda: None), (lambda: stack.hot_update())
+    if name == "sigterm-both":  # as `docker compose stop` of the two services, then up again
+        def stop_both() -> None:
+            threads = [threading.Thread(target=stack.terminate, args=(n,)) for n in ("preprocessor", "aggregator")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return stop_both, (lambda: (stack.restart("aggregator"), stack.restart("preprocessor")) and None)
     kind, part = name.split("-", 1)
     part = {"redis": "redis", "triton": "triton", "aggregator": "aggregator", "preprocessor": "preprocessor"}[part]
     inject = (lambda: stack.kill(part)) if kind == "kill" else (lambda: stack.terminate(part))
