@@ -105,12 +105,17 @@ class RunningServer:
     servicer: InspectionService | None = None
 
     def stop(self, grace_s: float | None) -> threading.Event:
-        """Graceful stop: NOT_SERVING, no new calls, in-flight ones get grace_s (None: none)."""
+        """Graceful stop: no new calls, NOT_SERVING, in-flight ones get grace_s (None: none).
+
+        New calls are refused first: stopping the health monitor waits for a probe in
+        progress, and a call accepted meanwhile would only be cut short by the grace.
+        """
         self.stopping.set()
         if self.servicer is not None:
             self.servicer.begin_shutdown(grace_s or 0.0)
+        stopped = self.server.stop(grace_s)
         self.health.shutdown()
-        return self.server.stop(grace_s)
+        return stopped
 
 
 def start_server(
