@@ -1,4 +1,4 @@
-"""The audit store: every verdict, append-only and hash-chained, outside Redis.
+"""The audit store: every verdict, append-only and keyed-hash-chained, outside Redis.
 
 DESIGN invariant 7: Redis is the queue, not the record. Each verdict is kept
 with its scores, the thresholds applied, the model version and the timings in a
@@ -6,36 +6,58 @@ SQLite file (WAL, synchronous=FULL: a committed row survives a power cut, and
 it never depended on Redis). Several aggregator processes on one host may share
 the file; SQLite serialises their appends.
 
-Tamper evidence: row n stores ``row_hash = sha256(prev_hash + record_json)``
-where ``prev_hash`` is row n-1's hash and ``record_json`` the canonical JSON of
-the whole record, its sequence number included. Triggers refuse UPDATE and
-DELETE; whoever goes round them (drops the triggers, edits the file) breaks the
-chain at the first row touched, and ``verify_chain`` names it. A chain rewritten
-from the start is only caught against a head recorded elsewhere: the service
-logs ``head()`` at start and stop, and ``verify_chain(anchor=...)`` checks one.
+A record that cannot be cut quietly (21 CFR Part 11 §11.10(e): the record must
+survive, and its loss must show):
+- each row is chained to the previous one with an HMAC under a key kept outside
+  the database (aggregator.audit_chain): an edited, deleted or re-hashed row
+  breaks the chain for anyone who cannot read the key;
+- after every append the head is checkpointed, MAC'd, in an anchor file kept
+  where the database is not (aggregator.audit_anchor): a cut tail or a lost or
+  replaced file no longer matches it;
+- at start the whole active file is verified against the anchor, and the store
+  refuses to open (AuditIntegrityError, the aggregator exits saying why) rather
+  than start a new chain where one existed;
+- a file deleted while the aggregator runs is restored from the open connection
+  at the next append (CRITICAL in the log); one replaced by another is refused;
+- rotation: at ``rotate_rows`` rows the active file is closed read-only as
+  ``<stem>.seg<NNNNNN><suffix>`` and a new one continues the chain (its first
+  row's prev_hash is the last row's hash, its seq the next one), so the chain
+  verifies across all files: ``python -m aggregator.audit verify`` takes them all.
+  Closed segments are never deleted by vialguard; archiving them is the site's
+  retention procedure, and a missing segment shows as a gap.
 
-Verify from a shell: ``python -m aggregator.audit verify var/audit/verdicts.sqlite3``.
+Verify from a shell (read-only, never writes):
+``python -m aggregator.audit verify var/audit/verdicts.sqlite3 [--expect-head SEQ:HASH]``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import os
 import sqlite3
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aggregator.audit_anchor import AnchorError, Head, read_anchor, write_anchor
+from aggregator.audit_chain import (
+    GENESIS_HASH, INDEXED, SCHEME, TRIGGERS_PROBLEM, ChainReport, FileMeta, canonical_json, chain_hash, key_id,
+    open_read_only, read_meta, verify_paths,
+)
+from aggregator.audit_files import (
+    AuditIntegrityError, default_anchor, default_key_file, load_key, rotated_segments, segment_path,
+)
 from vialguard.messages import VerdictMessage
 
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
-_TRIGGERS = ("verdicts_no_update", "verdicts_no_delete")
+__all__ = ["GENESIS_HASH", "AuditIntegrityError", "AuditStore", "ChainReport", "canonical_json", "default_anchor",
+           "default_key_file", "rotated_segments", "verdict_dict"]
+
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS verdicts (
     seq              INTEGER PRIMARY KEY,
     acquisition_id   TEXT NOT NULL UNIQUE,
@@ -53,13 +75,11 @@ CREATE TRIGGER IF NOT EXISTS verdicts_no_update BEFORE UPDATE ON verdicts
 BEGIN SELECT RAISE(ABORT, 'the vialguard audit store is append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS verdicts_no_delete BEFORE DELETE ON verdicts
 BEGIN SELECT RAISE(ABORT, 'the vialguard audit store is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
+BEGIN SELECT RAISE(ABORT, 'the vialguard audit store is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
+BEGIN SELECT RAISE(ABORT, 'the vialguard audit store is append-only: DELETE refused'); END;
 """
-_INDEXED = ("acquisition_id", "product_id", "run_index", "decision", "model_version", "recorded_unix_ms")
-
-
-def canonical_json(obj: Any) -> str:
-    """One text per value: sorted keys, no spaces, so the hash does not depend on dict order."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def verdict_dict(verdict: VerdictMessage) -> dict[str, Any]:
@@ -74,35 +94,153 @@ def verdict_dict(verdict: VerdictMessage) -> dict[str, Any]:
     return data
 
 
-def chain_hash(prev_hash: str, record_json: str) -> str:
-    return hashlib.sha256((prev_hash + record_json).encode("ascii")).hexdigest()
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    ok: bool
-    rows: int
-    head_hash: str
-    first_bad_seq: int | None = None
-    problem: str = ""
-
-
 class AuditStore:
     """Append-only verdict record. ``append`` is idempotent on acquisition_id."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key_file: Path | None = None, anchor_path: Path | None = None,
+                 rotate_rows: int = 0) -> None:
         self.path = Path(path)
+        self.key_file = Path(key_file) if key_file else default_key_file(self.path)
+        self.anchor_path = Path(anchor_path) if anchor_path else default_anchor(self.path)
+        self.rotate_rows = rotate_rows
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        present = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
-        has_table = self._db.execute("SELECT 1 FROM sqlite_master WHERE name='verdicts'").fetchone()
-        if has_table and not set(_TRIGGERS) <= present:
-            log.critical("audit store %s: append-only triggers %s were REMOVED; restoring them. "
-                         "Run verify_chain: rows may have been altered.", self.path, sorted(set(_TRIGGERS) - present))
-        self._db.executescript(_SCHEMA)
+        chain_exists = self.anchor_path.exists() or bool(rotated_segments(self.path)) or self._has_rows(self.path)
+        self._key = load_key(self.key_file, may_create=not chain_exists)
+        self._db, self.meta = self._open_checked()
+        self._previous: sqlite3.Connection | None = None  # the last closed segment, for idempotency lookups
+        self._identity = self._stat_identity()
+
+    # ---- opening -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _has_rows(path: Path) -> bool:
+        if not path.is_file():
+            return False
+        try:
+            db = open_read_only(path)
+            try:
+                return db.execute("SELECT 1 FROM verdicts LIMIT 1").fetchone() is not None
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            return True  # unreadable: treat as an existing chain, the checks will say what is wrong
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def _create_file(self, path: Path, meta: FileMeta) -> None:
+        db = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            db.executescript(_SCHEMA)
+            db.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", [
+                ("scheme", SCHEME), ("segment", str(meta.segment)), ("first_seq", str(meta.first_seq)),
+                ("genesis", meta.genesis), ("key_id", meta.key_id)])
+        finally:
+            db.close()
+
+    def _refuse(self, problem: str) -> AuditIntegrityError:
+        return AuditIntegrityError(
+            f"audit store {self.path} (anchor {self.anchor_path}): {problem}. No verdict is recorded or given "
+            f"until this is resolved: restore the file (and its closed segments) from backup, then run "
+            f"`python -m aggregator.audit verify {self.path}`; to start a new chain knowingly, move the old "
+            f"files and the anchor aside (keep them: they are the record)")
+
+    def _open_checked(self) -> tuple[sqlite3.Connection, FileMeta]:
+        try:
+            anchored = read_anchor(self.anchor_path, self._key)
+        except AnchorError as exc:
+            raise self._refuse(str(exc)) from exc
+        segments = rotated_segments(self.path)
+        if not self.path.exists():
+            if anchored is not None and (anchored.seq > 0 or anchored.segment > 1) or segments:
+                raise self._refuse(
+                    f"the active file is missing, but the anchor records a chain up to seq "
+                    f"{anchored.seq if anchored else '?'} (segment {anchored.segment if anchored else '?'}); "
+                    "its records were lost or moved")
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+            self._create_file(tmp, FileMeta(1, 1, GENESIS_HASH, key_id(self._key)))
+            try:
+                os.link(tmp, self.path)  # whole or not at all; a second aggregator starting now uses the first's
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        db = self._connect(self.path)
+        meta = read_meta(db)
+        if meta is None:
+            db.close()
+            raise self._refuse(f"the file is not an audit store of scheme {SCHEME} (written by an older vialguard "
+                               "or another program)")
+        report = verify_paths([self.path], self._key, None, continues=(meta.genesis, meta.first_seq),
+                              triggers_fail=False)  # reported below, after what the anchor says
+        if report.ok and segments:
+            report = self._check_continuity(segments[-1], meta) or report
+        if report.ok:
+            report = self._check_against_anchor(anchored, meta, report) or report
+        if report.ok and report.triggers_removed:
+            report = ChainReport(False, report.rows, report.head_seq, report.head_hash, None,
+                                 TRIGGERS_PROBLEM.format(report.triggers_removed))
+        if not report.ok:
+            db.close()
+            raise self._refuse(report.problem)
+        if anchored is None:
+            if report.rows:
+                db.close()
+                raise self._refuse(f"the anchor is missing while the chain holds {report.rows} records: the head "
+                                   "checkpoint was lost or removed, so a cut tail could not be seen")
+            write_anchor(self.anchor_path, self._key, Head(meta.segment, meta.first_seq - 1, meta.genesis))
+        return db, meta
+
+    def _check_continuity(self, previous: Path, meta: FileMeta) -> ChainReport | None:
+        db = open_read_only(previous)
+        try:
+            last = db.execute("SELECT seq, row_hash FROM verdicts ORDER BY seq DESC LIMIT 1").fetchone()
+            prev_meta = read_meta(db)
+        finally:
+            db.close()
+        head = (int(last[0]), str(last[1])) if last else ((prev_meta.first_seq - 1, prev_meta.genesis) if prev_meta
+                                                           else (-1, ""))
+        if (head[0] + 1, head[1]) != (meta.first_seq, meta.genesis):
+            return ChainReport(False, 0, 0, GENESIS_HASH, meta.first_seq,
+                               f"the active file does not continue the closed segment {previous.name}")
+        return None
+
+    def _check_against_anchor(self, anchored: Head | None, meta: FileMeta, report: ChainReport) -> ChainReport | None:
+        if anchored is None:
+            return None
+        if anchored.segment > meta.segment:
+            return ChainReport(False, report.rows, report.head_seq, report.head_hash, None,
+                               f"the anchor records segment {anchored.segment} but the active file is segment "
+                               f"{meta.segment}: an older file was put back")
+        if anchored.segment < meta.segment:
+            return None  # a rotation whose checkpoint was not written yet: continuity was checked above
+        if report.head_seq < anchored.seq:
+            return ChainReport(False, report.rows, report.head_seq, report.head_hash, report.head_seq + 1,
+                               f"the chain ends at seq {report.head_seq} but the anchor records seq {anchored.seq}: "
+                               f"{anchored.seq - report.head_seq} record(s) at the end were removed, or the file "
+                               "was replaced")
+        expected = meta.genesis if anchored.seq == meta.first_seq - 1 else self._hash_at(anchored.seq)
+        if expected != anchored.row_hash:
+            return ChainReport(False, report.rows, report.head_seq, report.head_hash, anchored.seq,
+                               f"row {anchored.seq} has another hash than the anchored head: the chain was "
+                               "rewritten from there on")
+        return None
+
+    def _hash_at(self, seq: int) -> str | None:
+        db = open_read_only(self.path)
+        try:
+            row = db.execute("SELECT row_hash FROM verdicts WHERE seq=?", (seq,)).fetchone()
+        finally:
+            db.close()
+        return None if row is None else str(row[0])
+
+    def _stat_identity(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
 
     @classmethod
     def open_read_only(cls, path: Path) -> "AuditStore":
@@ -124,6 +262,79 @@ class AuditStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._previous is not None:
+                self._previous.close()
+
+    # ---- the file under our feet ---------------------------------------------------------------
+
+    def _check_file(self) -> None:
+        """Before each append: the file we write must still be the one at ``path``."""
+        try:
+            identity = self._stat_identity()
+        except FileNotFoundError:
+            self._restore_deleted_file()
+            return
+        if identity == self._identity:
+            return
+        db = open_read_only(self.path)
+        try:
+            other = read_meta(db)
+        finally:
+            db.close()
+        if other is not None and other.segment > self.meta.segment and other.key_id == self.meta.key_id:
+            self._reopen()  # another aggregator rotated the shared file
+            return
+        raise AuditIntegrityError(f"audit store {self.path} was replaced by another file while in use; "
+                                  "nothing is appended to it")
+
+    def _restore_deleted_file(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.restore.tmp")
+        target = sqlite3.connect(str(tmp))
+        try:
+            self._db.backup(target)
+        finally:
+            target.close()
+        count = self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+        self._db.close()
+        os.replace(tmp, self.path)
+        self._db = self._connect(self.path)
+        self._identity = self._stat_identity()
+        log.critical("audit store %s was DELETED while the aggregator ran; its %d records were restored from the "
+                     "open connection. Find out who deleted it.", self.path, count)
+
+    def _reopen(self) -> None:
+        self._db.close()
+        self._db = self._connect(self.path)
+        meta = read_meta(self._db)
+        if meta is None:
+            raise AuditIntegrityError(f"audit store {self.path} lost its meta table")
+        self.meta, self._identity = meta, self._stat_identity()
+
+    # ---- rotation ------------------------------------------------------------------------------
+
+    def _rotate(self) -> None:
+        """Close the active file as a read-only segment; a new file continues the chain (lock held)."""
+        seq, head = self._head_locked()
+        new_meta = FileMeta(self.meta.segment + 1, seq + 1, head, self.meta.key_id)
+        tmp = self.path.with_name(f".{self.path.name}.rotate.tmp")
+        tmp.unlink(missing_ok=True)
+        self._create_file(tmp, new_meta)
+        closed = segment_path(self.path, self.meta.segment)
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+        os.rename(self.path, closed)
+        os.replace(tmp, self.path)
+        os.chmod(closed, 0o444)
+        self._db = self._connect(self.path)
+        self.meta, self._identity = new_meta, self._stat_identity()
+        if self._previous is not None:
+            self._previous.close()
+        self._previous = open_read_only(closed)
+        write_anchor(self.anchor_path, self._key, Head(new_meta.segment, seq, head))
+        log.info("audit store %s: segment %d closed as %s at seq %d; segment %d continues the chain",
+                 self.path, new_meta.segment - 1, closed.name, seq, new_meta.segment)
+
+    # ---- appending and reading -----------------------------------------------------------------
 
     def append(self, verdict: VerdictMessage, context: dict[str, Any] | None = None) -> tuple[VerdictMessage, bool]:
         """Record a verdict; returns (the recorded verdict, True if this call added it).
@@ -133,6 +344,12 @@ class AuditStore:
         second, possibly different, verdict.
         """
         with self._lock:
+            self._check_file()
+            known = self._find_locked(verdict.acquisition_id)
+            if known is not None:
+                return _verdict_of(known), False
+            if self.rotate_rows and self._count_locked() >= self.rotate_rows:
+                self._rotate()
             self._db.execute("BEGIN IMMEDIATE")  # serialises appenders: prev_hash is read and used in one step
             try:
                 row = self._db.execute(
@@ -141,8 +358,8 @@ class AuditStore:
                 if row is not None:
                     self._db.execute("ROLLBACK")
                     return _verdict_of(row[0]), False
-                last = self._db.execute("SELECT seq, row_hash FROM verdicts ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+                seq, prev_hash = self._head_locked()
+                seq += 1
                 record = {
                     "seq": seq, "acquisition_id": verdict.acquisition_id, "product_id": verdict.product_id,
                     "run_index": verdict.run_index, "decision": verdict.decision,
@@ -150,17 +367,28 @@ class AuditStore:
                     "verdict": verdict_dict(verdict), "context": context or {},
                 }
                 record_json = canonical_json(record)
+                row_hash = chain_hash(self._key, prev_hash, record_json)
                 self._db.execute(
                     "INSERT INTO verdicts (seq, acquisition_id, product_id, run_index, decision, model_version, "
                     "recorded_unix_ms, record_json, prev_hash, row_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (seq, *(record[k] for k in _INDEXED), record_json, prev_hash, chain_hash(prev_hash, record_json)),
+                    (seq, *(record[k] for k in INDEXED), record_json, prev_hash, row_hash),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            write_anchor(self.anchor_path, self._key, Head(self.meta.segment, seq, row_hash))
         return verdict, True
+
+    def _find_locked(self, acquisition_id: str) -> str | None:
+        for db in (self._db, self._previous):
+            if db is not None:
+                row = db.execute("SELECT record_json FROM verdicts WHERE acquisition_id=?",
+                                 (acquisition_id,)).fetchone()
+                if row is not None:
+                    return str(row[0])
+        return None
 
     def get(self, acquisition_id: str) -> VerdictMessage | None:
         record = self.get_record(acquisition_id)
@@ -169,66 +397,50 @@ class AuditStore:
     def get_record(self, acquisition_id: str) -> dict[str, Any] | None:
         """The whole audit record: verdict plus context (thresholds, why, where it came from)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT record_json FROM verdicts WHERE acquisition_id=?", (acquisition_id,)
-            ).fetchone()
-        return None if row is None else json.loads(row[0])
+            found = self._find_locked(acquisition_id)
+        return None if found is None else json.loads(found)
 
     def product_runs(self, product_id: str) -> list[tuple[int, str]]:
         """(run_index, decision) of every recorded acquisition of a product, in record order."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT run_index, decision FROM verdicts WHERE product_id=? ORDER BY seq", (product_id,)
-            ).fetchall()
+            rows: list[tuple[int, str]] = []
+            for db in (self._previous, self._db):
+                if db is not None:
+                    rows += db.execute("SELECT run_index, decision FROM verdicts WHERE product_id=? ORDER BY seq",
+                                       (product_id,)).fetchall()
         return [(int(r), str(d)) for r, d in rows]
 
+    def _count_locked(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+
     def count(self) -> int:
+        """Records in the active file."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+            return self._count_locked()
+
+    def _head_locked(self) -> tuple[int, str]:
+        last = self._db.execute("SELECT seq, row_hash FROM verdicts ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(last[0]), str(last[1])) if last else (self.meta.first_seq - 1, self.meta.genesis)
 
     def head(self) -> tuple[int, str]:
-        """(last seq, its row_hash): record it elsewhere to catch a chain rewritten from the start."""
+        """(last seq, its row_hash) of the whole chain, as the anchor records it."""
         with self._lock:
-            last = self._db.execute("SELECT seq, row_hash FROM verdicts ORDER BY seq DESC LIMIT 1").fetchone()
-        return (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)
+            return self._head_locked()
 
-    def verify_chain(self, anchor: tuple[int, str] | None = None) -> ChainReport:
-        """Walk the chain from the first row; report the first row that does not hold."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT seq, {', '.join(_INDEXED)}, record_json, prev_hash, row_hash FROM verdicts ORDER BY seq"
-            ).fetchall()
-        expected_prev, expected_seq, anchor_seen = GENESIS_HASH, 1, anchor is None or anchor[0] == 0
-        for seq, *cols, record_json, prev_hash, row_hash in rows:
-            problem = _row_problem(seq, cols, record_json, prev_hash, row_hash, expected_prev, expected_seq)
-            if problem:
-                return ChainReport(False, len(rows), expected_prev, seq, problem)
-            if anchor is not None and seq == anchor[0]:
-                if row_hash != anchor[1]:
-                    return ChainReport(False, len(rows), row_hash, seq, "row hash differs from the recorded anchor")
-                anchor_seen = True
-            expected_prev, expected_seq = row_hash, seq + 1
-        if not anchor_seen:
-            return ChainReport(False, len(rows), expected_prev, None, f"anchored row {anchor[0]} is missing")
-        return ChainReport(True, len(rows), expected_prev)
+    def files(self) -> list[Path]:
+        """Every file of the chain, in chain order: closed segments, then the active file."""
+        return [*rotated_segments(self.path), self.path]
 
-
-def _row_problem(
-    seq: int, cols: list[Any], record_json: str, prev_hash: str, row_hash: str, expected_prev: str, expected_seq: int
-) -> str:
-    if seq != expected_seq:
-        return f"sequence jumps from {expected_seq - 1} to {seq}: rows were removed"
-    if prev_hash != expected_prev:
-        return "prev_hash does not match the previous row's hash"
-    if chain_hash(prev_hash, record_json) != row_hash:
-        return "row_hash does not match the record: the record was altered"
-    try:
-        record = json.loads(record_json)
-    except json.JSONDecodeError:
-        return "record is not JSON"
-    if record.get("seq") != seq or [record.get(k) for k in _INDEXED] != list(cols):
-        return "indexed columns differ from the hashed record"
-    return ""
+    def verify_chain(self, anchor: tuple[int, str] | None = None, use_anchor: bool = True) -> ChainReport:
+        """Walk the whole chain read-only, against ``anchor`` or (by default) the anchor file's head."""
+        expect = anchor
+        if expect is None and use_anchor:
+            try:
+                head = read_anchor(self.anchor_path, self._key)
+            except AnchorError as exc:
+                return ChainReport(False, 0, 0, GENESIS_HASH, None, str(exc))
+            expect = None if head is None else (head.seq, head.row_hash)
+        return verify_paths(self.files(), self._key, expect)
 
 
 def _verdict_of(record_json: str) -> VerdictMessage:
@@ -236,17 +448,9 @@ def _verdict_of(record_json: str) -> VerdictMessage:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m aggregator.audit verify PATH``: exit 0 when the chain holds, 1 when it does not."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "verify":
-        print("usage: python -m aggregator.audit verify PATH", file=sys.stderr)
-        return 2
-    if not Path(args[1]).is_file():
-        print(f"no audit store at {args[1]}", file=sys.stderr)
-        return 2
-    report = AuditStore(Path(args[1])).verify_chain()
-    print(canonical_json(asdict(report)))
-    return 0 if report.ok else 1
+    from aggregator.audit_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ class AggregatorConfig:
     consumer: str = ""                       # empty -> default_consumer_name()
     model_repository: Path = Path("model_repository")
     audit_db: Path = Path("var/audit/verdicts.sqlite3")
+    # The chain's HMAC key and its head checkpoint live outside the database (aggregator.audit);
+    # empty: beside it (<audit_db stem>.key / .head.json). On the line, put each on its own volume.
+    audit_key_file: str = ""
+    audit_anchor: str = ""
+    audit_rotate_rows: int = 1_000_000       # a new segment file continues the chain after this many rows
     block_ms: int = 1000                     # XREADGROUP BLOCK: also the worst-case SIGTERM latency
     claim_idle_ms: int = 5000                # a pending entry idle this long belongs to a dead consumer
     batch_count: int = 16                    # entries per XREADGROUP / XAUTOCLAIM
@@ -37,6 +42,8 @@ class AggregatorConfig:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        if self.audit_rotate_rows < 0:
+            raise ValueError("aggregator setting audit_rotate_rows must be >= 0 (0: never rotate)")
         for name in ("block_ms", "claim_idle_ms", "batch_count", "reply_ttl_s", "verdict_ttl_s", "product_ttl_s"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"aggregator setting {name} must be > 0, got {getattr(self, name)!r}")
@@ -53,6 +60,9 @@ ENV_VARS: dict[str, str] = {
     "VIALGUARD_REDIS_URL": "redis_url",
     "VIALGUARD_MODEL_REPOSITORY": "model_repository",
     "VIALGUARD_AUDIT_DB": "audit_db",
+    "VIALGUARD_AUDIT_KEY_FILE": "audit_key_file",
+    "VIALGUARD_AUDIT_ANCHOR": "audit_anchor",
+    "AGGREGATOR_AUDIT_ROTATE_ROWS": "audit_rotate_rows",
     "AGGREGATOR_CONSUMER": "consumer",
     "AGGREGATOR_BLOCK_MS": "block_ms",
     "AGGREGATOR_CLAIM_IDLE_MS": "claim_idle_ms",

@@ -5,10 +5,11 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import redis
 
-from aggregator.audit import AuditStore
+from aggregator.audit import AuditIntegrityError, AuditStore
 from aggregator.config import AggregatorConfig, parse_args
 from aggregator.consumer import Aggregator
 from aggregator.metrics import AggregatorMetrics, RedisQueueCollector
@@ -30,8 +31,12 @@ def connect(config: AggregatorConfig) -> redis.Redis:
 def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
     """Run until ``shutdown`` is requested; returns the aggregator (for its counts)."""
     try:
-        audit = AuditStore(config.audit_db)
-    except (sqlite3.Error, OSError) as exc:
+        audit = AuditStore(config.audit_db, Path(config.audit_key_file) if config.audit_key_file else None,
+                           Path(config.audit_anchor) if config.audit_anchor else None, config.audit_rotate_rows)
+    except AuditIntegrityError as exc:
+        log.critical("the audit record does not hold, so the aggregator does not start: %s", exc)
+        raise SystemExit(1) from exc
+    except (sqlite3.Error, OSError, ValueError) as exc:
         log.critical("cannot open the audit store %s: %s. No verdict is given without its record; "
                      "check the volume and its permissions.", config.audit_db, exc)
         raise SystemExit(1) from exc
@@ -44,8 +49,9 @@ def serve(config: AggregatorConfig, shutdown: Shutdown) -> Aggregator:
     stop_metrics = serve_metrics(metrics.registry, config.metrics_host, config.metrics_port, "aggregator")
     aggregator = Aggregator(config, client, audit, ThresholdCache(config.model_repository), metrics)
     seq, head = audit.head()
-    log.info("aggregator %s: redis %s, audit %s (head seq %d %s), models %s",
-             aggregator.consumer, display_redis_url(config.redis_url), config.audit_db, seq, head, config.model_repository)
+    log.info("aggregator %s: redis %s, audit %s (chain verified, head seq %d %s, anchored in %s), models %s",
+             aggregator.consumer, display_redis_url(config.redis_url), config.audit_db, seq, head, audit.anchor_path,
+             config.model_repository)
     try:
         aggregator.run(shutdown)
         aggregator.leave_group()

@@ -5,6 +5,13 @@ claim the acquisition_id; queue the scores on the scores stream; wait for the
 verdict on the reply list. The claim is a short-lived marker that makes a retry
 arriving while the first call is still in flight wait for the same verdict
 instead of inferring and queuing a second time.
+
+Replay integrity: the first call under an acquisition_id also fixes the digest
+of what it sent (preprocessor.replay); a later call under that id with other
+frames is told so instead of silently getting the first strip's verdict. The
+digest is fixed in the same round trip as the claim (``SET NX GET``, Redis >= 7.0)
+and dropped again with the claim when the first call fails before queuing, so a
+corrected resend is inspected.
 """
 from __future__ import annotations
 
@@ -42,6 +49,11 @@ def inflight_key(acquisition_id: str) -> str:
     return f"vialguard:inflight:{acquisition_id}"
 
 
+def digest_key(acquisition_id: str) -> str:
+    """The digest of the frames first sent under this acquisition_id (preprocessor-private)."""
+    return f"vialguard:digest:{acquisition_id}"
+
+
 class VerdictTimeout(Exception):
     """The verdict did not come back before the deadline."""
 
@@ -54,6 +66,10 @@ class ClaimLost(Exception):
 class Claim:
     stored_verdict: bytes | None  # the verdict already decided: replay it
     claimed: bool                  # False: another call is inspecting this id; wait for it
+    first_digest: str | None = None  # the digest fixed by an earlier call; None: this call fixed it
+
+    def same_frames(self, digest: str) -> bool:
+        return self.first_digest is None or self.first_digest == digest
 
 
 def connect(url: str) -> redis.Redis:
@@ -72,22 +88,33 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-def claim(client: redis.Redis, acquisition_id: str, deadline: Deadline) -> Claim:
-    """One round trip: the stored verdict, if any, and the in-flight claim."""
+def claim(client: redis.Redis, acquisition_id: str, deadline: Deadline, digest: str = "",
+          digest_ttl_s: int = 7 * 24 * 3600) -> Claim:
+    """One round trip: the stored verdict, the digest fixed first (fixing ours if none), the in-flight claim."""
     ttl_ms = max(1, int(deadline.remaining() * 1000) + 1000)
     pipe = client.pipeline(transaction=False)
     pipe.get(verdict_key(acquisition_id))
+    if digest:
+        pipe.set(digest_key(acquisition_id), digest.encode(), nx=True, get=True, ex=digest_ttl_s)
     pipe.set(inflight_key(acquisition_id), b"1", nx=True, px=ttl_ms)
-    stored, claimed = pipe.execute()
-    return Claim(stored_verdict=stored, claimed=bool(claimed))
+    replies = pipe.execute()
+    stored, claimed = replies[0], replies[-1]
+    first = replies[1] if digest else None
+    return Claim(stored_verdict=stored, claimed=bool(claimed),
+                 first_digest=None if first is None else first.decode(errors="replace"))
 
 
-def release(client: redis.Redis, acquisition_id: str) -> None:
-    """Drop the claim of a call that failed before queuing, so a retry inspects afresh."""
+def release(client: redis.Redis, acquisition_id: str, drop_digest: bool = False) -> None:
+    """Drop the claim of a call that failed before queuing, so a retry inspects afresh.
+
+    ``drop_digest``: this call fixed the digest and queued nothing, so a corrected
+    resend under the same id is a first call again.
+    """
     try:
-        client.delete(inflight_key(acquisition_id))
+        keys = [inflight_key(acquisition_id)] + ([digest_key(acquisition_id)] if drop_digest else [])
+        client.delete(*keys)
     except redis.RedisError:
-        pass  # it expires on its own within the deadline
+        pass  # the claim expires on its own within the deadline
 
 
 def enqueue(client: redis.Redis, message: ScoresMessage) -> bytes:

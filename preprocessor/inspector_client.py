@@ -6,6 +6,13 @@ Implements vialguard.inference.Inspector. What it adds to a bare tritonclient ca
 - every call runs against the caller's deadline (gRPC client timeout);
 - a restarted or briefly unreachable server is retried on a fresh channel, as
   often as the deadline allows, instead of waiting out gRPC's reconnect backoff;
+  the old channel is closed only once no call uses it any more (closing it under
+  a call in flight turned an outage into INTERNAL "closed channel" errors);
+- the deadline travels to Triton twice: as the request's queue timeout (Triton's
+  queue policy drops a request that waited past it, never infers it) and as the
+  gRPC deadline (a call given up is cancelled, not left to run);
+- Triton's own refusals keep their meaning: a full queue is InferenceOverloaded
+  (shed, not retried), a request timed out in Triton's queue is InferenceTimeout;
 - outputs are checked to be whole: a Triton backend environment with numpy >= 2
   answers with empty tensors, and that must never pass as "no anomaly".
 Everything that goes wrong ends as InferenceUnavailable with a plain message.
@@ -19,12 +26,27 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable
+from vialguard.inference import InferenceOverloaded, InferenceResult, InferenceTimeout, InferenceUnavailable
 from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE
 
 RETRYABLE = ("StatusCode.UNAVAILABLE",)  # server down, restarting, or between two versions
 RETRY_PAUSE_S = 0.05
 METADATA_TIMEOUT_S = 5.0
+# Triton's queue policy answers UNAVAILABLE with these words (Triton 2.51); they are
+# load, not an outage: retrying or reconnecting would only add to it.
+QUEUE_FULL_WORDS = ("exceeds maximum queue size",)
+QUEUE_TIMEOUT_WORDS = ("request timeout expired", "timeout expired")
+# Triton's queue timeout is the deadline less this: the answer must come back before the caller's end.
+QUEUE_TIMEOUT_MARGIN_S = 0.005
+
+
+class _Channel:
+    """One tritonclient channel and the number of calls using it: closed when retired and unused."""
+
+    def __init__(self, url: str) -> None:
+        self.client = grpcclient.InferenceServerClient(url)
+        self.users = 0
+        self.retired = False
 
 
 class InferenceRejected(InferenceUnavailable):
@@ -39,7 +61,7 @@ class TritonInspector:
         self.model_name = model_name
         self.max_attempts = max_attempts
         self._lock = threading.Lock()
-        self._client = grpcclient.InferenceServerClient(url)
+        self._channel = _Channel(url)
         self._patch_size: int | None = None
         self._served_version: int | None = None
 
@@ -60,7 +82,9 @@ class TritonInspector:
             tensor = grpcclient.InferInput(INPUT_PATCHES, list(patches.shape), "FP32")
             tensor.set_data_from_numpy(patches)
             outputs = [grpcclient.InferRequestedOutput(name) for name in (OUTPUT_SCORE, OUTPUT_PHI, OUTPUT_HEATMAP)]
-            return client.infer(self.model_name, [tensor], outputs=outputs, client_timeout=remaining)
+            queue_timeout_us = max(1, int((remaining - QUEUE_TIMEOUT_MARGIN_S) * 1_000_000))
+            return client.infer(self.model_name, [tensor], outputs=outputs, timeout=queue_timeout_us,
+                                client_timeout=remaining)
 
         try:
             response = self._call(request, deadline, f"scoring {len(patches)} patches")
@@ -71,7 +95,9 @@ class TritonInspector:
 
     def close(self) -> None:
         with self._lock:
-            self._client.close()
+            self._channel.retired = True
+            if self._channel.users == 0:
+                self._channel.client.close()
 
     def _result(self, response: grpcclient.InferResult, shape: tuple[int, ...]) -> InferenceResult:
         scores, heatmaps = response.as_numpy(OUTPUT_SCORE), response.as_numpy(OUTPUT_HEATMAP)
@@ -101,20 +127,28 @@ class TritonInspector:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            client, attempts = self._client, attempts + 1
+            channel, attempts = self._lease(), attempts + 1
             try:
-                return call(client, remaining)
+                return call(channel.client, remaining)
             except InferenceServerException as exc:
                 status, last = str(exc.status()), exc.message() or str(exc)
+                words = last.lower()
                 if status == "StatusCode.INVALID_ARGUMENT":
                     raise InferenceRejected(f"Triton's '{self.model_name}' refused the patches: {last}") from exc
-                if status == "StatusCode.DEADLINE_EXCEEDED":
+                if any(w in words for w in QUEUE_FULL_WORDS):
+                    raise InferenceOverloaded(f"Triton's queue for '{self.model_name}' is full: {last}") from exc
+                if status == "StatusCode.DEADLINE_EXCEEDED" or any(w in words for w in QUEUE_TIMEOUT_WORDS):
                     timed_out = True
                     break
                 if status not in RETRYABLE:
                     raise InferenceUnavailable(f"Triton at {self.url} failed {what}: {status} {last}") from exc
-                self._reconnect(client)
-                time.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+                self._reconnect(channel)
+            except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel!" (closed by close())
+                last = str(exc)
+                self._reconnect(channel)
+            finally:
+                self._give_back(channel)
+            time.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
         if timed_out or deadline - time.monotonic() <= 0:
             raise InferenceTimeout(
                 f"Triton at {self.url} did not finish {what} within the deadline ({attempts} attempts): {last}")
@@ -122,12 +156,30 @@ class TritonInspector:
             f"Triton at {self.url} did not answer {what} within the deadline ({attempts} attempts): {last}"
         )
 
-    def _reconnect(self, broken: grpcclient.InferenceServerClient) -> None:
-        """A fresh channel, so a restarted server is reached at once, not after gRPC's backoff."""
+    def _lease(self) -> _Channel:
         with self._lock:
-            if self._client is broken:
-                broken.close()
-                self._client = grpcclient.InferenceServerClient(self.url)
+            channel = self._channel
+            channel.users += 1
+            return channel
+
+    def _give_back(self, channel: _Channel) -> None:
+        with self._lock:
+            channel.users -= 1
+            close = channel.retired and channel.users == 0
+        if close:
+            channel.client.close()
+
+    def _reconnect(self, broken: _Channel) -> None:
+        """A fresh channel, so a restarted server is reached at once, not after gRPC's backoff.
+
+        The broken one is retired, not closed: other calls may still be on it, and
+        each of them must end with Triton's own status, never "closed channel".
+        The last user closes it (``_give_back``).
+        """
+        with self._lock:
+            if self._channel is broken:
+                broken.retired = True
+                self._channel = _Channel(self.url)
 
 
 def _patch_side(metadata: dict, model_name: str) -> int:  # type: ignore[type-arg]

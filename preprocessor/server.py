@@ -1,4 +1,13 @@
-"""The gRPC server of the preprocessor: Inspection, health and reflection.
+"""The gRPC server of the preprocessor: Inspection, health and (when asked) reflection.
+
+Secure by default (DESIGN invariant 9): it listens on loopback unless
+configured, reflection is off unless asked, TLS is on when a certificate and
+key are given (mutual TLS when a client CA is given too: a client without a
+certificate signed by it cannot even connect), and a bearer token, when
+configured, is required on every call but the health check. Bytes that are not
+a valid request are answered INVALID_ARGUMENT (preprocessor.wire), and gRPC
+itself refuses calls beyond ``workers + max_pending_rpcs`` with
+RESOURCE_EXHAUSTED instead of queuing them without bound.
 
 Message limits are set for real full frames, and checked against the recipe at
 start, so that a camera sending a whole 16-frame acquisition is never refused
@@ -22,6 +31,7 @@ from preprocessor.config import MIB, PreprocessorConfig
 from preprocessor.health import HealthMonitor, Probe, inspector_probe, redis_probe
 from preprocessor.metrics import MetricsInterceptor, PreprocessorMetrics
 from preprocessor.service import InspectionService
+from preprocessor.wire import WireGuard
 from vialguard.inference import Inspector
 from vialguard.recipe import Recipe
 from vialguard.v1 import inspection_pb2 as pb
@@ -31,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inspection"].full_name  # "vialguard.v1.Inspection"
 FRAMING_HEADROOM_BYTES = 1 * MIB
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"  # probes need no token (they learn nothing)
 
 
 def largest_acquisition_bytes(recipe: Recipe) -> int:
@@ -50,6 +61,42 @@ def check_message_limit(config: PreprocessorConfig, recipe: Recipe) -> None:
         )
 
 
+def read_token(config: PreprocessorConfig) -> str:
+    """The bearer token from its file (never from the environment, where `ps e` would show it)."""
+    if not config.auth_token_file:
+        return ""
+    token = open(config.auth_token_file, encoding="utf-8").read().strip()
+    if len(token) < 16:
+        raise ValueError(f"the token in {config.auth_token_file} is shorter than 16 characters; use a random one "
+                         "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
+
+
+def server_credentials(config: PreprocessorConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files; None for plaintext (loopback development)."""
+    if not config.tls_cert_file:
+        return None
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as handle:
+            return handle.read()
+    pair = [(read(config.tls_key_file), read(config.tls_cert_file))]
+    if config.tls_client_ca_file:
+        return grpc.ssl_server_credentials(pair, root_certificates=read(config.tls_client_ca_file),
+                                           require_client_auth=True)
+    return grpc.ssl_server_credentials(pair)
+
+
+def check_exposure(config: PreprocessorConfig, bind: str) -> None:
+    """Refuse to serve beyond loopback in plaintext with no authentication at all."""
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    if not loopback and not config.tls_cert_file and not config.auth_token_file:
+        log.warning("preprocessor listens on %s in PLAINTEXT with NO authentication: anyone on that network can "
+                    "send acquisitions and read every verdict. Set PREPROCESSOR_TLS_CERT_FILE/KEY_FILE (and "
+                    "PREPROCESSOR_TLS_CLIENT_CA_FILE or PREPROCESSOR_AUTH_TOKEN_FILE)", bind)
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
@@ -57,12 +104,20 @@ class RunningServer:
     stopping: threading.Event
     health: HealthMonitor
     metrics: PreprocessorMetrics
+    servicer: InspectionService | None = None
 
     def stop(self, grace_s: float | None) -> threading.Event:
-        """Graceful stop: NOT_SERVING, no new calls, in-flight ones get grace_s (None: none)."""
+        """Graceful stop: no new calls, NOT_SERVING, in-flight ones get grace_s (None: none).
+
+        New calls are refused first: stopping the health monitor waits for a probe in
+        progress, and a call accepted meanwhile would only be cut short by the grace.
+        """
         self.stopping.set()
+        if self.servicer is not None:
+            self.servicer.begin_shutdown(grace_s or 0.0)
+        stopped = self.server.stop(grace_s)
         self.health.shutdown()
-        return self.server.stop(grace_s)
+        return stopped
 
 
 def start_server(
@@ -81,23 +136,31 @@ def start_server(
     ``metrics`` records every call (a fresh registry when not given).
     """
     check_message_limit(config, recipe)
+    token = read_token(config)
+    credentials = server_credentials(config)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a second preprocessor on the same port fails loudly, not shares silently
     ]
     metrics = metrics if metrics is not None else PreprocessorMetrics()
+    # WireGuard outermost: it answers bytes that are not a message, and checks the token,
+    # before anything else (metrics included) sees the call.
     server = grpc.server(ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"), options=options,
-                         interceptors=[MetricsInterceptor(metrics)])
+                         interceptors=[WireGuard(token, exempt=(HEALTH_CHECK_METHOD,)), MetricsInterceptor(metrics)],
+                         maximum_concurrent_rpcs=config.workers + config.max_pending_rpcs)
     stopping = threading.Event()
-    pb_grpc.add_InspectionServicer_to_server(InspectionService(config, recipe, inspector, client, stopping), server)
+    servicer = InspectionService(config, recipe, inspector, client, stopping)
+    pb_grpc.add_InspectionServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+    if config.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        )
     bind = address or config.listen_address
-    port = server.add_insecure_port(bind)
+    check_exposure(config, bind)
+    port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
     if port == 0:
         raise OSError(f"cannot listen on {bind} (address in use or not available)")
     monitor = HealthMonitor(
@@ -108,6 +171,9 @@ def start_server(
     )
     server.start()
     monitor.start()
-    log.info("preprocessor listening on %s (recipe %s, model %s, Redis %s, Triton %s)", bind.rsplit(":", 1)[0]
-             + f":{port}", recipe.id, config.model_name, config.redis_display, config.triton_url)
-    return RunningServer(server, port, stopping, monitor, metrics)
+    log.info("preprocessor listening on %s (%s%s%s; recipe %s, model %s, Redis %s, Triton %s, %d inference slots)",
+             bind.rsplit(":", 1)[0] + f":{port}",
+             "mutual TLS" if config.tls_client_ca_file else "TLS" if credentials else "plaintext",
+             ", token required" if token else "", ", reflection on" if config.reflection else "",
+             recipe.id, config.model_name, config.redis_display, config.triton_url, config.max_inflight)
+    return RunningServer(server, port, stopping, monitor, metrics, servicer)

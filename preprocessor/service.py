@@ -1,11 +1,13 @@
 """The Inspection servicer: one acquisition in, the aggregator's verdict out.
 
-Inspect reads as a straight line: replay check -> validate and decode -> cut the
-patches with vialguard.patching (the one patching path) -> infer -> queue the
-scores -> wait for the verdict. Every failure leaves as a gRPC status whose
-message says what went wrong, which component, and whether anything was
-queued: once the scores are queued, the verdict is produced and kept even if
-the caller has gone, and a retry with the same acquisition_id replays it.
+Inspect reads as a straight line: validate the fields and frame headers ->
+replay check (same frames as the first call under this id?) -> decode and cut
+the patches with vialguard.patching (the one patching path) -> an inference slot
+(admission control) -> infer -> queue the scores -> wait for the verdict.
+Every failure leaves as a gRPC status whose message says what went wrong,
+which component, and whether anything was queued: once the scores are queued,
+the verdict is produced and kept even if the caller has gone, and a retry with
+the same acquisition_id replays it.
 """
 from __future__ import annotations
 
@@ -19,14 +21,19 @@ import numpy as np
 import redis
 
 from preprocessor import convert, exchange, watch
+from preprocessor.admission import Admission, Shed
 from preprocessor.config import PreprocessorConfig
 from preprocessor.deadline import Deadline
+from preprocessor.decode import inspected_frames
 from preprocessor.heatmap_store import HeatmapStore
 from preprocessor.patches import cut_inspected
-from preprocessor.validate import RecipeMismatch, check_identity
+from preprocessor.replay import frames_digest
+from preprocessor.validate import RecipeMismatch, check_id, check_identity, check_watch_request, shown
 from vialguard.errors import AcquisitionError
 from vialguard.heatmap import to_png_gray
-from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable, Inspector
+from vialguard.inference import (
+    InferenceOverloaded, InferenceResult, InferenceTimeout, InferenceUnavailable, Inspector,
+)
 from vialguard.messages import ScoresMessage, VerdictMessage
 from vialguard.patching import acquisition_labels
 from vialguard.recipe import Recipe
@@ -36,12 +43,14 @@ from vialguard.v1 import inspection_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 START_ID_METADATA = "vialguard-start-id"  # WatchVerdicts: the stream id the stream starts after
+MAX_DETAILS_CHARS = 2000  # a status message stays far below gRPC's 8 KiB metadata limit
 
 
 class Failure(Exception):
     """A call that ends with a gRPC status and a message for the line engineer."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        message = message if len(message) <= MAX_DETAILS_CHARS else message[:MAX_DETAILS_CHARS - 3] + "..."
         super().__init__(message)
         self.code = code
         self.message = message
@@ -72,6 +81,26 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
+STOP_MARGIN_S = 0.25  # a call in flight at SIGTERM answers this long before the grace period ends
+
+
+class _UntilStop:
+    """A call's deadline, cut short by a graceful stop: a call still waiting for its verdict then
+    answers UNAVAILABLE ("retry with the same id") before gRPC would cancel it at the end of the
+    grace period, which the camera saw as CANCELLED and did not retry."""
+
+    def __init__(self, deadline: Deadline, stop_by: Callable[[], float | None]) -> None:
+        self._deadline, self._stop_by = deadline, stop_by
+
+    def remaining(self) -> float:
+        stop_by = self._stop_by()
+        left = self._deadline.remaining()
+        return left if stop_by is None else max(0.0, min(left, stop_by - time.monotonic()))
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+
 class InspectionService(pb_grpc.InspectionServicer):
     def __init__(
         self,
@@ -91,6 +120,12 @@ class InspectionService(pb_grpc.InspectionServicer):
         # Each stream holds a worker thread: screens may take half of them, never the camera's share.
         self._max_watchers = max(1, config.workers // 2)
         self._watch_slots = threading.BoundedSemaphore(self._max_watchers)
+        self.admission = Admission(config.max_inflight, config.admission_wait_ms / 1000)
+        self._stop_by: float | None = None
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Calls in flight answer before ``grace_s`` ends, so none is cut off as CANCELLED."""
+        self._stop_by = time.monotonic() + max(0.0, grace_s - STOP_MARGIN_S)
 
     # ---------------------------------------------------------------- Inspect
     def Inspect(self, request: pb.Acquisition, context: grpc.ServicerContext) -> pb.Verdict:
@@ -101,12 +136,12 @@ class InspectionService(pb_grpc.InspectionServicer):
         try:
             verdict = self._inspect(request, deadline, started)
         except Failure as failure:
-            log.warning("acquisition %r: %s %s", request.acquisition_id, failure.code.name, failure.message)
+            log.warning("acquisition %s: %s %s", shown(request.acquisition_id), failure.code.name, failure.message)
             context.abort(failure.code, failure.message)
         except Exception as exc:  # a bug must still be answered, with a status the camera can log
-            log.exception("acquisition %r: unexpected error", request.acquisition_id)
+            log.exception("acquisition %s: unexpected error", shown(request.acquisition_id))
             context.abort(grpc.StatusCode.INTERNAL,
-                          f"internal error in the preprocessor ({type(exc).__name__}: {exc}); see its log")
+                          f"internal error in the preprocessor ({type(exc).__name__}: {str(exc)[:200]}); see its log")
         log.info("acquisition %s: %s strip_score=%.4f total=%.1f ms%s", verdict.acquisition_id,
                  pb.Decision.Name(verdict.decision), verdict.strip_score, verdict.timings.total_ms,
                  " (replayed)" if verdict.replayed else "")
@@ -115,13 +150,22 @@ class InspectionService(pb_grpc.InspectionServicer):
     def _inspect(self, acq: pb.Acquisition, deadline: Deadline, started: float) -> pb.Verdict:
         try:
             check_identity(acq, self._recipe)
+            digest = frames_digest(acq, inspected_frames(acq.frames, self._recipe))
         except RecipeMismatch as exc:
             raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         except AcquisitionError as exc:
             raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         acquisition_id = acq.acquisition_id
-        claim = self._redis_call("checking for an earlier verdict", False,
-                                 lambda: exchange.claim(self._redis, acquisition_id, deadline))
+        claim = self._redis_call("checking for an earlier verdict", False, lambda: exchange.claim(
+            self._redis, acquisition_id, deadline, digest, self._config.replay_ttl_s))
+        if not claim.same_frames(digest):
+            if claim.claimed:
+                exchange.release(self._redis, acquisition_id)
+            raise Failure(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"acquisition_id '{acquisition_id}' was already used for other frames (first {claim.first_digest}, "
+                f"now {digest}); a retry must resend exactly the same acquisition, and a new acquisition needs a "
+                f"new acquisition_id. Nothing was inspected or queued")
         if claim.stored_verdict is not None:
             return self._answer(claim.stored_verdict, {}, started, replayed=True)
         if not claim.claimed:  # the same acquisition is in flight in another call: share its verdict
@@ -130,7 +174,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         try:
             local_ms, result, patches = self._score_and_queue(acq, deadline, started)
         except BaseException:
-            exchange.release(self._redis, acquisition_id)
+            exchange.release(self._redis, acquisition_id, drop_digest=claim.first_digest is None)
             raise
         queued_at = time.perf_counter()
         verdict = _parse_verdict(self._await_verdict(acquisition_id, deadline))
@@ -143,18 +187,28 @@ class InspectionService(pb_grpc.InspectionServicer):
     def _score_and_queue(
         self, acq: pb.Acquisition, deadline: Deadline, started: float
     ) -> tuple[dict[str, float], InferenceResult, np.ndarray]:
-        """Decode, cut, infer and queue; returns this call's stage times, the inference result and the patches."""
+        """Decode, cut, infer and queue; returns this call's stage times, the inference result and the patches.
+
+        The inference slot is taken first: an acquisition that would be shed costs
+        no decoding, and one admitted never waits behind more than the slots allow.
+        """
         try:
-            cut_out = cut_inspected(acq.frames, self._recipe, lambda: self._call_inspector(self._inspector.patch_size))
-            patches, decoded = cut_out.patches, cut_out.decoded_at
-        except AcquisitionError as exc:
-            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
-        cut = time.perf_counter()
-        if deadline.expired():
-            raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
-                          f"the deadline passed before inference could start (decoding and patching took "
-                          f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer deadline")
-        result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+            with self.admission.slot(deadline):
+                try:
+                    cut_out = cut_inspected(acq.frames, self._recipe,
+                                            lambda: self._call_inspector(self._inspector.patch_size))
+                    patches, decoded = cut_out.patches, cut_out.decoded_at
+                except AcquisitionError as exc:
+                    raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+                cut = time.perf_counter()
+                if deadline.expired():
+                    raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"the deadline passed before inference could start (decoding and patching took "
+                                  f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer "
+                                  f"deadline")
+                result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+        except Shed as exc:
+            raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         inferred = time.perf_counter()
         if result.scores.shape != (len(self._labels),):
             raise Failure(grpc.StatusCode.INTERNAL,
@@ -178,6 +232,10 @@ class InspectionService(pb_grpc.InspectionServicer):
     def _call_inspector(self, call):  # type: ignore[no-untyped-def]
         try:
             return call()
+        except InferenceOverloaded as exc:  # Triton's bounded queue is full: load, not an outage
+            raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"the inference server is at its queue limit ({exc}); this acquisition was refused at "
+                          f"once and nothing was queued: retry with the same acquisition_id after a pause") from exc
         except InferenceTimeout as exc:  # slow, not down
             raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"inference did not finish before the deadline ({exc}); nothing was queued, "
@@ -188,14 +246,19 @@ class InspectionService(pb_grpc.InspectionServicer):
                           f"'{self._config.model_name}') did not answer: {exc}; nothing was queued, retry") from exc
 
     def _await_verdict(self, acquisition_id: str, deadline: Deadline, watch_claim: bool = False) -> bytes:
+        bounded = _UntilStop(deadline, lambda: self._stop_by)
         try:
             return self._redis_call("waiting for the verdict", True, lambda: exchange.wait_for_verdict(
-                self._redis, acquisition_id, deadline, watch_claim))
+                self._redis, acquisition_id, bounded, watch_claim))  # type: ignore[arg-type]
         except exchange.ClaimLost as exc:
             raise Failure(grpc.StatusCode.UNAVAILABLE,
                           f"an earlier call with acquisition_id '{acquisition_id}' failed before its scores were "
                           f"queued, and this call was waiting on it; nothing was queued, retry") from exc
         except exchange.VerdictTimeout as exc:
+            if self._stop_by is not None and deadline.remaining() > 0:
+                raise Failure(grpc.StatusCode.UNAVAILABLE,
+                              f"this preprocessor is shutting down; the scores of acquisition '{acquisition_id}' are "
+                              f"queued and its verdict will be kept: retry with the same acquisition_id") from exc
             raise Failure(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no verdict for acquisition '{acquisition_id}' before the deadline; its scores are queued and "
@@ -235,9 +298,13 @@ class InspectionService(pb_grpc.InspectionServicer):
 
     # ---------------------------------------------------------- WatchVerdicts
     def WatchVerdicts(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.Verdict]:
+        try:
+            check_watch_request(request)
+        except AcquisitionError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.after_id and not watch.STREAM_ID.match(request.after_id):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"after_id {request.after_id!r} is not a stream id like '1700000000000-0'; "
+                          f"after_id {shown(request.after_id)} is not a stream id like '1700000000000-0'; "
                           "pass the stream_id of the last verdict received, or leave it empty")
         if not self._watch_slots.acquire(blocking=False):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -271,8 +338,10 @@ class InspectionService(pb_grpc.InspectionServicer):
 
     # ------------------------------------------------------------ GetHeatmaps
     def GetHeatmaps(self, request: pb.HeatmapRequest, context: grpc.ServicerContext) -> pb.HeatmapReply:
-        if not request.acquisition_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "acquisition_id is empty")
+        try:
+            check_id("acquisition_id", request.acquisition_id)
+        except AcquisitionError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             stored, patch_pngs = self._heatmaps.get_with_patches(request.acquisition_id)
         except redis.RedisError as exc:

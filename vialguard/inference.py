@@ -24,6 +24,14 @@ class InferenceTimeout(InferenceUnavailable):
     """
 
 
+class InferenceOverloaded(InferenceUnavailable):
+    """The inference server refused the request at once because its queue is full.
+
+    Load, not an outage: the preprocessor sheds the acquisition with RESOURCE_EXHAUSTED
+    instead of retrying, which would only lengthen the queue.
+    """
+
+
 @dataclass(frozen=True)
 class InferenceResult:
     scores: np.ndarray     # float32 [N]: the score the decision uses

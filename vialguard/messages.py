@@ -34,6 +34,14 @@ def product_key(product_id: str) -> str:
     return f"vialguard:product:{product_id}"
 
 
+def heartbeat_key(consumer: str) -> str:
+    """Set with a TTL by an aggregator's loop each time it turns; its age tells the probe the loop runs."""
+    return f"vialguard:heartbeat:{consumer}"
+
+
+HEARTBEAT_TTL_MS = 120_000
+
+
 def heatmap_key(acquisition_id: str) -> str:
     """Hash patch index -> PNG bytes of the heatmaps of a rejected acquisition (expiring)."""
     return f"vialguard:heatmaps:{acquisition_id}"

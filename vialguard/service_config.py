@@ -26,6 +26,12 @@ def _convert(config_cls: type, service: str, name: str, raw: str) -> object:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
         return raw
     except ValueError as exc:
         raise ValueError(f"{service} setting {name}={raw!r} is not a valid {kind}") from exc

@@ -27,6 +27,7 @@ from vialguard.errors import ModelVersionError, VialguardError
 from vialguard.inspector_io import MODEL_NAME
 from vialguard.messages import CONSUMER_GROUP, SCORES_STREAM
 from vialguard.model_repository import list_versions
+from vialguard import redis_acl
 from vialguard.recipe import DEFAULT_RECIPE_ID
 from vialguard_stack import probes
 from vialguard_stack.rollout import check_version_complete, config_from_file, load_version
@@ -70,7 +71,7 @@ class LocalStack:
     """Addresses of a running stack (valid inside `with local_stack(...)`)."""
 
     preprocessor_target: str
-    redis_url: str
+    redis_url: str              # the read-only "operator" user: for looking, not for serving
     triton_grpc_url: str
     model_version: int
     run_dir: Path
@@ -116,40 +117,49 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
     ready = preflight(settings)
     run_dir = Path(settings.run_dir).resolve()
     with Supervisor(run_dir) as sup:
-        password = secrets.token_hex(16)
+        # One ACL user per service, as on the line (vialguard.redis_acl), random passwords.
+        passwords = {user: secrets.token_hex(16) for user in (*redis_acl.SERVICES, "operator")}
         redis_port = free_port()
-        redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
+        redis_url = redis_acl.url_for("operator", passwords["operator"], "127.0.0.1", redis_port)
         (run_dir / "redis").mkdir(parents=True, exist_ok=True)
         redis = sup.start("redis", [
             ready.redis_server, "--port", str(redis_port), "--bind", "127.0.0.1",
             "--dir", str(run_dir / "redis"), "--appendonly", "yes", "--save", "",
-            "--requirepass", password,
+            *redis_acl.server_args(passwords),
         ])
-        took = sup.wait_ready(redis, lambda: probes.redis_ready("127.0.0.1", redis_port, password),
-                              settings.redis_timeout_s)
-        say(f"redis-server      127.0.0.1:{redis_port}  ready in {took:.1f} s (AOF on)")
+        took = sup.wait_ready(redis, lambda: probes.redis_ready("127.0.0.1", redis_port, passwords["healthcheck"],
+                                                                 username="healthcheck"), settings.redis_timeout_s)
+        say(f"redis-server      127.0.0.1:{redis_port}  ready in {took:.1f} s (AOF on, one ACL user per service)")
 
         triton = start_triton(settings.repository, TRITON_CONFIG, installation=ready.installation,
                               log_path=run_dir / "tritonserver.log", load_model=False,
                               ready_timeout_s=settings.triton_timeout_s)
         sup.adopt("tritonserver", triton.process, triton.log_path)
         rollout = load_version(triton.grpc_url, ready.version, settings.repository, TRITON_CONFIG,
-                               timeout_s=settings.triton_timeout_s)
+                               timeout_s=settings.triton_timeout_s, admin_key=triton.admin_key)
+        admin_key_file = run_dir / "triton-admin.key"  # for `rollout --admin-key-file` against this server
+        admin_key_file.touch(mode=0o600)
+        admin_key_file.write_text(triton.admin_key + "\n")
         say(f"tritonserver      {triton.grpc_url}  {MODEL_NAME} v{rollout.version} ({TRITON_CONFIG} config, "
-            f"patch {rollout.patch_size}) ready in {triton.started_s + rollout.load_s:.1f} s")
+            f"patch {rollout.patch_size}) ready in {triton.started_s + rollout.load_s:.1f} s "
+            f"(model control key: {admin_key_file})")
 
         consumer = f"local-aggregator-{secrets.token_hex(4)}"
         audit_db = run_dir / "audit" / "verdicts.sqlite3"
         aggregator_metrics = free_port()
+        aggregator_url = redis_acl.url_for("aggregator", passwords["aggregator"], "127.0.0.1", redis_port)
         aggregator = sup.start("aggregator", [settings.python, "-m", "aggregator"], cwd=REPO_ROOT, env={
-            "VIALGUARD_REDIS_URL": redis_url,
+            "VIALGUARD_REDIS_URL": aggregator_url,
             "VIALGUARD_MODEL_REPOSITORY": str(Path(settings.repository).resolve()),
             "VIALGUARD_AUDIT_DB": str(audit_db),
+            # Key and head checkpoint outside the database's directory (on the line: other volumes).
+            "VIALGUARD_AUDIT_KEY_FILE": str(run_dir / "audit-key" / "audit.key"),
+            "VIALGUARD_AUDIT_ANCHOR": str(run_dir / "audit-anchor" / "verdicts.head.json"),
             "AGGREGATOR_CONSUMER": consumer,
             "AGGREGATOR_METRICS_PORT": str(aggregator_metrics),
         })
         took = sup.wait_ready(aggregator, lambda: probes.consumer_active(
-            redis_url, SCORES_STREAM, CONSUMER_GROUP, consumer, max_idle_ms=10_000), settings.service_timeout_s)
+            aggregator_url, SCORES_STREAM, CONSUMER_GROUP, consumer, max_idle_ms=10_000), settings.service_timeout_s)
         say(f"aggregator        consumer {consumer}  ready in {took:.1f} s")
 
         grpc_port, preprocessor_metrics = free_port(), free_port()
@@ -158,7 +168,7 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
             "PREPROCESSOR_METRICS_PORT": str(preprocessor_metrics),
             "VIALGUARD_GRPC_PORT": str(grpc_port),
             "PREPROCESSOR_HOST": "127.0.0.1",
-            "VIALGUARD_REDIS_URL": redis_url,
+            "VIALGUARD_REDIS_URL": redis_acl.url_for("preprocessor", passwords["preprocessor"], "127.0.0.1", redis_port),
             "VIALGUARD_TRITON_URL": triton.grpc_url,
             "VIALGUARD_RECIPE": settings.recipe,
             "VIALGUARD_MODEL_NAME": MODEL_NAME,

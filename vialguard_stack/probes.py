@@ -19,16 +19,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from vialguard.messages import CONSUMER_GROUP, SCORES_STREAM
+from vialguard.messages import CONSUMER_GROUP, HEARTBEAT_TTL_MS, SCORES_STREAM, heartbeat_key
 
 Probe = tuple[bool, str]
 
 
-def redis_ready(host: str, port: int, password: str | None = None, timeout_s: float = 1.0) -> Probe:
-    """PING answered with PONG (with AUTH when the server requires a password)."""
+def redis_ready(host: str, port: int, password: str | None = None, timeout_s: float = 1.0,
+                username: str | None = None) -> Probe:
+    """PING answered with PONG (with AUTH when the server requires a password, as ``username`` if given)."""
     import redis
 
-    client = redis.Redis(host=host, port=port, password=password or None, retry=_no_retry(),
+    client = redis.Redis(host=host, port=port, username=username, password=password or None, retry=_no_retry(),
                          socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     try:
         return (True, "PONG") if client.ping() else (False, "PING not answered with PONG")
@@ -48,12 +49,23 @@ def _no_retry() -> object:
     return Retry(NoBackoff(), 0)
 
 
-def grpc_serving(target: str, service: str = "", timeout_s: float = 1.0) -> Probe:
-    """The standard gRPC health service reports SERVING for `service` ("" = the server)."""
+def grpc_serving(target: str, service: str = "", timeout_s: float = 1.0, tls_ca: str = "", tls_cert: str = "",
+                 tls_key: str = "") -> Probe:
+    """The standard gRPC health service reports SERVING for `service` ("" = the server).
+
+    ``tls_ca``: talk TLS, trusting that CA (with ``tls_cert``/``tls_key``: mutual TLS).
+    The health check needs no token.
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channel = grpc.insecure_channel(target)
+    if tls_ca:
+        def read(path: str) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+        credentials = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key), read(tls_cert))
+        channel = grpc.secure_channel(target, credentials)
+    else:
+        channel = grpc.insecure_channel(target)
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
@@ -78,13 +90,18 @@ def http_ready(url: str, timeout_s: float = 1.0) -> Probe:
 
 def consumer_active(redis_url: str, stream: str, group: str, name_prefix: str,
                     max_idle_ms: int, timeout_s: float = 1.0) -> Probe:
-    """A consumer of `group` named `name_prefix...` called Redis less than `max_idle_ms` ago.
+    """A consumer of `group` named `name_prefix...` whose loop turned less than `max_idle_ms` ago.
 
-    A consumer blocked in XREADGROUP renews its idle time on every call, even on an
-    empty stream, so this tells a turning worker loop from a stuck or dead one
-    without the worker writing anything. The aggregator names its consumer
-    hostname-pid, and a container's hostname is its own, so the prefix picks out
-    this replica among several in the same group.
+    What "turned" means depends on the Redis version, so both are read:
+    - the aggregator's heartbeat key (set with a TTL each round; age = TTL - PTTL, no
+      shared clock needed), where the consumer writes one: right on every version;
+    - else XINFO CONSUMERS' ``idle``. From Redis 7.2 (the reply then also has
+      ``inactive``) it counts from the last read *attempted*, so a consumer blocked in
+      XREADGROUP on an idle stream stays fresh; before 7.2 it counts from the last read
+      that *returned entries*, and an idle, healthy consumer looked dead ("last read
+      49814 ms ago" on 7.0): there it only proves liveness while entries flow.
+    The aggregator names its consumer hostname-pid, and a container's hostname is its
+    own, so the prefix picks out this replica among several in the same group.
     """
     import redis
 
@@ -92,17 +109,24 @@ def consumer_active(redis_url: str, stream: str, group: str, name_prefix: str,
                                   retry=_no_retry())
     try:
         consumers = client.xinfo_consumers(stream, group)
+        mine = [c for c in consumers if _text(c["name"]).startswith(name_prefix)]
+        beats = {_text(c["name"]): client.pttl(heartbeat_key(_text(c["name"]))) for c in mine}
     except redis.exceptions.ResponseError as exc:
         return False, f"no consumer group '{group}' on '{stream}' yet: {exc}"
     except redis.exceptions.RedisError as exc:
         return False, f"redis not answering: {exc}"
     finally:
         client.close()
-    mine = [c for c in consumers if _text(c["name"]).startswith(name_prefix)]
     if not mine:
         return False, f"no consumer named {name_prefix}* in group '{group}' of '{stream}'"
+    ages = [HEARTBEAT_TTL_MS - int(ttl) for ttl in beats.values() if int(ttl) > 0]
+    if ages:
+        age = min(ages)
+        return age <= max_idle_ms, f"consumer {name_prefix}* loop turned {age} ms ago (limit {max_idle_ms} ms)"
     idle = min(int(c["idle"]) for c in mine)
-    return idle <= max_idle_ms, f"consumer {name_prefix}* last read {idle} ms ago (limit {max_idle_ms} ms)"
+    exact = any(b"inactive" in c or "inactive" in c for c in mine)  # Redis >= 7.2: idle = last attempt
+    how = "last read attempt" if exact else "last read that returned entries (Redis < 7.2, no heartbeat)"
+    return idle <= max_idle_ms, f"consumer {name_prefix}* {how} {idle} ms ago (limit {max_idle_ms} ms)"
 
 
 def _text(value: bytes | str) -> str:
@@ -135,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grpc", help="gRPC health check")
     p.add_argument("target", help="host:port")
     p.add_argument("--service", default="")
+    p.add_argument("--tls-ca", default="", help="CA of the server's certificate: talk TLS")
+    p.add_argument("--tls-cert", default="", help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", default="", help="client key (mutual TLS)")
     p = sub.add_parser("http", help="HTTP 200 from a URL")
     p.add_argument("url")
     p = sub.add_parser("consumer", help="a Redis Streams consumer still reading; URL from $VIALGUARD_REDIS_URL")
@@ -152,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         host, port = _split_host_port(args.address, 6379)
         ok, reason = redis_ready(host, port, os.environ.get("REDIS_PASSWORD"), args.timeout)
     elif args.probe == "grpc":
-        ok, reason = grpc_serving(args.target, args.service, args.timeout)
+        ok, reason = grpc_serving(args.target, args.service, args.timeout, args.tls_ca, args.tls_cert, args.tls_key)
     elif args.probe == "http":
         ok, reason = http_ready(args.url, args.timeout)
     elif args.probe == "consumer":

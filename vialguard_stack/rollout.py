@@ -11,6 +11,10 @@ same command with the older N, and the version that serves is always the one an
 engineer chose. Triton loads N beside the serving version and unloads the old one
 only when N is ready, so traffic keeps flowing (tests/integration/test_hot_update.py).
 
+Triton's model-control API is restricted (DESIGN invariant 9: ``--grpc-restricted-protocol``,
+see vialguard_stack.triton_server): the load request carries the admin header
+``ADMIN_GRPC_HEADER`` with the key from ``--admin-key-file`` or ``VIALGUARD_TRITON_ADMIN_KEY``.
+
 A version directory that is incomplete (no model.onnx or calibration.json, no
 model.py for the Python backend, no model.plan for TensorRT) is refused before
 Triton is asked anything.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -36,9 +41,16 @@ from vialguard.inspector_io import (
     CALIBRATION_FILENAME, INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME, OUTPUT_HEATMAP, PLAN_FILENAME,
 )
 from vialguard.model_repository import load_version_calibration, model_dir, version_dir
+from vialguard_stack.triton_server import ADMIN_GRPC_HEADER, ADMIN_KEY_ENV
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 PYTHON_ADAPTER = "model.py"
+
+
+def admin_headers(admin_key: str | None = None) -> dict[str, str] | None:
+    """The header Triton's restricted model-control API asks for; None where no key is configured."""
+    key = admin_key if admin_key is not None else os.environ.get(ADMIN_KEY_ENV, "")
+    return {ADMIN_GRPC_HEADER: key} if key else None
 
 
 @dataclass(frozen=True)
@@ -93,21 +105,24 @@ def load_version(
     config_name: str | None = None,
     timeout_s: float = 300.0,
     model: str = MODEL_NAME,
+    admin_key: str | None = None,
 ) -> RolloutResult:
     """Load `version` of `model` with a pinned version policy and wait until it is ready.
 
     `repository` is the model repository as this process sees it (for checks); the
     server reads the same directory through its own path. `config_name` picks
     ``configs/<name>.pbtxt`` as the base; by default the config Triton runs now.
+    `admin_key`: the key of Triton's restricted model-control API (default: $VIALGUARD_TRITON_ADMIN_KEY).
     """
     client = grpcclient.InferenceServerClient(triton_url)
+    headers = admin_headers(admin_key)
     try:
         base = config_from_file(repository, config_name, model) if config_name else _served_config(client, model)
         patch_size = check_version_complete(repository, version, base, model)
         override = json.dumps(pinned_config(base, version, patch_size))
         started = time.monotonic()
         try:
-            client.load_model(model, config=override)
+            client.load_model(model, config=override, headers=headers)
         except InferenceServerException as exc:
             raise ModelVersionError(f"Triton at {triton_url} could not load {model} version {version}: {exc.message()}") from exc
         _wait_version_ready(client, model, version, started + timeout_s)
@@ -147,9 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-name", choices=("cpu", "gpu"), default=None,
                         help="base config file (default: the config Triton serves now)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the load")
+    parser.add_argument("--admin-key-file", type=Path, default=None,
+                        help=f"file holding Triton's model-control key (default: ${ADMIN_KEY_ENV})")
     args = parser.parse_args(argv)
+    key = args.admin_key_file.read_text().strip() if args.admin_key_file else None
     try:
-        result = load_version(args.triton, args.version, args.repository, args.config_name, args.timeout)
+        result = load_version(args.triton, args.version, args.repository, args.config_name, args.timeout,
+                              admin_key=key)
     except ModelVersionError as exc:
         print(f"rollout refused: {exc}", file=sys.stderr)
         return 2

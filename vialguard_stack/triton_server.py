@@ -10,10 +10,17 @@ The stub embeds the system libpython3.11; it finds its packages through the firs
 `python3` on PATH, so .venv-triton/bin goes first, and the wheel's bundled
 libraries go on LD_LIBRARY_PATH. Each server gets its own shared-memory prefix so
 that two servers (two test sessions) on one machine never share a region.
+
+Nothing exposed by default (DESIGN invariant 9): every endpoint binds to
+127.0.0.1, and the APIs that change what the server runs or reads from its
+memory (model-repository: load/unload; shared-memory; trace; logging) are
+restricted to callers that send the admin header with this server's random key
+(``TritonServer.admin_key``; vialguard_stack.rollout sends it).
 """
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +36,19 @@ from vialguard_stack.probes import http_ready
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV = REPO_ROOT / ".venv-triton"
 LOG_TAIL_LINES = 40
+ADMIN_HEADER = "vialguard-triton-admin"  # the header Triton checks on its restricted protocols
+ADMIN_KEY_ENV = "VIALGUARD_TRITON_ADMIN_KEY"
+# Triton 2.51 expects a restricted gRPC protocol's header under this prefix (its error says so).
+ADMIN_GRPC_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"
+# Admin-only protocols of Triton: loading/unloading models, shared memory, tracing, log settings.
+RESTRICTED_PROTOCOLS = ("model-repository", "shared-memory", "trace", "logging")
+
+
+def restriction_flags(admin_header: str, admin_key: str) -> list[str]:
+    """tritonserver flags restricting RESTRICTED_PROTOCOLS on gRPC and HTTP to callers sending the key."""
+    protocols = ",".join(RESTRICTED_PROTOCOLS)
+    return [f"--grpc-restricted-protocol={protocols}:{admin_header}={admin_key}",
+            f"--http-restricted-api={protocols}:{admin_header}={admin_key}"]
 
 
 class TritonNotInstalled(RuntimeError):
@@ -91,6 +111,7 @@ class TritonServer:
     repository: Path
     shm_prefix: str = ""
     started_s: float = field(default=0.0)
+    admin_key: str = ""  # for the restricted model-control API (vialguard_stack.rollout.load_version)
 
     @property
     def grpc_url(self) -> str:
@@ -153,6 +174,8 @@ def start_triton(
     ready_timeout_s: float = 60.0,
     load_model: bool = True,
     pin_version: int | None = None,
+    bind: str = "127.0.0.1",
+    admin_key: str | None = None,
 ) -> TritonServer:
     """Start tritonserver with explicit model control and wait until `inspector` is ready.
 
@@ -160,8 +183,10 @@ def start_triton(
     with `pin_version`, rolls that version out (vialguard_stack.rollout) so the
     served config names the version's patch size, which clients read. Raises
     TritonStartError with the server's log tail if it exits or is not ready in time.
+    `admin_key` (default: a random one) unlocks the restricted model-control API.
     """
     inst = installation or TritonInstallation.find()
+    admin_key = admin_key or secrets.token_urlsafe(24)
     repository = Path(repository).resolve()
     ports = [grpc_port or free_port(), http_port or free_port(), metrics_port or free_port()]
     shm_prefix = f"vialguard-{uuid.uuid4().hex[:12]}-"
@@ -175,6 +200,8 @@ def start_triton(
         f"--backend-directory={inst.backend_dir}",
         f"--cache-directory={inst.cache_dir}",
         f"--grpc-port={ports[0]}", f"--http-port={ports[1]}", f"--metrics-port={ports[2]}",
+        f"--grpc-address={bind}", f"--http-address={bind}", f"--metrics-address={bind}",
+        *restriction_flags(ADMIN_HEADER, admin_key),
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         "--exit-timeout-secs=5",
         "--log-info=true",
@@ -186,14 +213,15 @@ def start_triton(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=inst.environment(),
                                    cwd=repository, start_new_session=True)
-    server = TritonServer(process, *ports, log_path=log_path, repository=repository, shm_prefix=shm_prefix)
+    server = TritonServer(process, *ports, log_path=log_path, repository=repository, shm_prefix=shm_prefix,
+                          admin_key=admin_key)
     probe = f"{server.http_url}/v2/models/{MODEL_NAME}/ready" if boot_load else f"{server.http_url}/v2/health/ready"
     try:
         _wait_ready(server, probe, ready_timeout_s)
         if pin_version is not None:
             from vialguard_stack.rollout import load_version  # tritonclient only where pinning is asked
 
-            load_version(server.grpc_url, pin_version, repository, config_name=config_name)
+            load_version(server.grpc_url, pin_version, repository, config_name=config_name, admin_key=admin_key)
     except BaseException:
         server.kill()
         raise

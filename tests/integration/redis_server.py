@@ -25,7 +25,9 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(self, directory: Path, appendonly: bool = False, port: int | None = None,
+                 extra_args: list[str] | None = None, username: str | None = None,
+                 password: str | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
@@ -33,6 +35,8 @@ class RedisServer:
         if self.port == 6379:
             raise ValueError("tests never use the Redis on 6379")
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args = list(extra_args or [])
+        self.username, self.password = username, password  # used by client() and the readiness probe
 
     @property
     def url(self) -> str:
@@ -43,7 +47,8 @@ class RedisServer:
         return self.directory / "redis.log"
 
     def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, protocol=2, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, protocol=2, username=self.username,
+                           password=self.password, **kwargs)
 
     def start(self, timeout_s: float = 10.0) -> "RedisServer":
         if not Path(REDIS_SERVER).exists():
@@ -52,6 +57,7 @@ class RedisServer:
             REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
             "--daemonize", "no", "--logfile", str(self.log_path), "--protected-mode", "yes",
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s

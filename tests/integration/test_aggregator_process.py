@@ -114,3 +114,46 @@ def test_two_aggregators_give_every_acquisition_exactly_one_verdict(
     assert rejected == {f"A{i}" for i in range(n) if i % 7 == 0}
     print(f"\n2 aggregators, real Redis: {n} verdicts (+{n // 10} duplicates) in {elapsed:.2f} s "
           f"= {n / elapsed:.0f} verdicts/s")
+
+
+def test_a_deleted_audit_file_is_restored_while_running_and_a_cut_one_stops_the_start(
+        redis_server: RedisServer, model_repo: Path, tmp_path: Path) -> None:
+    """Issue 7: deleting the database under a running aggregator lost the records of verdicts already
+    answered and began a new chain at seq 1; a cut tail went unnoticed at the next start."""
+    client = redis_server.client()
+    audit, log = tmp_path / "audit" / "verdicts.sqlite3", tmp_path / "aggregator.log"
+    proc = spawn(redis_server, model_repo, audit, log)
+    try:
+        for i in range(10):
+            add(client, scores(f"D{i}", product=f"P{i}"))
+        wait_for(lambda: client.xlen(VERDICTS_STREAM) == 10, 30.0, f"10 verdicts ({log})")
+        for f in (audit, audit.with_name(audit.name + "-wal"), audit.with_name(audit.name + "-shm")):
+            f.unlink(missing_ok=True)
+        for i in range(10, 15):
+            add(client, scores(f"D{i}", product=f"P{i}"))
+        wait_for(lambda: client.xlen(VERDICTS_STREAM) == 15, 30.0, f"5 more verdicts ({log})")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "was DELETED while the aggregator ran; its 10 records were restored" in log.read_text()
+    store = AuditStore(audit)
+    assert store.head()[0] == 15 and store.verify_chain().ok  # one chain, nothing lost
+    store.close()
+    import sqlite3
+
+    db = sqlite3.connect(audit)  # cut the last record, going round the trigger
+    db.execute("DROP TRIGGER verdicts_no_delete")
+    db.execute("DELETE FROM verdicts WHERE seq=15")
+    db.commit()
+    db.close()
+    second_log = tmp_path / "second.log"
+    again = spawn(redis_server, model_repo, audit, second_log, consumer="second")
+    try:
+        assert again.wait(timeout=30) == 1
+    finally:
+        if again.poll() is None:
+            again.kill()
+    text = second_log.read_text()
+    assert "does not start" in text and "ends at seq 14 but the anchor records seq 15" in text

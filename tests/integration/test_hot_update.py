@@ -57,7 +57,7 @@ def test_a_rolled_out_version_takes_over_without_a_failed_request(tmp_path: Path
         try:
             time.sleep(0.5)
             v2 = publish_tiny_version(repository, PATCH, V2_GAIN, V2_THRESHOLD)
-            rollout = load_version(server.grpc_url, v2, repository)
+            rollout = load_version(server.grpc_url, v2, repository, admin_key=server.admin_key)
             print(f"\nmodel switch 1 -> {v2}: {rollout.load_s:.2f} s under traffic")
             time.sleep(0.1)  # let a request already in flight on v1 be answered
             served_before = len(traffic.answers)
@@ -82,11 +82,11 @@ def test_a_version_that_cannot_serve_is_refused_and_the_served_one_stays(tmp_pat
         incomplete = publish_tiny_version(repository, PATCH, V2_GAIN, V2_THRESHOLD)
         (version_dir(repository, incomplete) / "calibration.json").unlink()  # e.g. a hand-copied directory
         with pytest.raises(ModelVersionError, match=r"incomplete, missing \['calibration.json'\]"):
-            load_version(server.grpc_url, incomplete, repository)
+            load_version(server.grpc_url, incomplete, repository, admin_key=server.admin_key)
         corrupt = publish_tiny_version(repository, PATCH, V2_GAIN, V2_THRESHOLD)
         (version_dir(repository, corrupt) / "model.onnx").write_bytes(b"not an onnx graph")
         with pytest.raises(ModelVersionError, match=f"could not load inspector version {corrupt}"):
-            load_version(server.grpc_url, corrupt, repository)
+            load_version(server.grpc_url, corrupt, repository, admin_key=server.admin_key)
         client = TritonInspector(server.grpc_url)
         assert client.infer(random_patches(5, PATCH), timeout_s=5.0).model_version == 1
         client.close()

@@ -256,11 +256,22 @@ def test_health_follows_the_inference_server(stack: Stack) -> None:
     _wait_health(stack, health_pb2.HealthCheckResponse.SERVING)
 
 
-def test_reflection_lists_the_inspection_and_health_services(stack: Stack) -> None:
+def test_reflection_is_off_by_default(stack: Stack) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
     replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
-    names = {s.name for reply in replies for s in reply.list_services_response.service}
-    assert {"vialguard.v1.Inspection", "grpc.health.v1.Health"} <= names
+    assert rpc_error(list, replies).code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_when_asked_lists_the_inspection_and_health_services(stack: Stack) -> None:
+    own = open_stack(stack.redis_server, replace(make_config(stack.redis_server.url), reflection=True))
+    try:
+        stub = reflection_pb2_grpc.ServerReflectionStub(own.channel)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                            timeout=5)
+        names = {s.name for reply in replies for s in reply.list_services_response.service}
+        assert {"vialguard.v1.Inspection", "grpc.health.v1.Health"} <= names
+    finally:
+        close_stack(own)
 
 
 def test_watch_verdicts_streams_new_verdicts_and_resumes_after_an_id(stack: Stack) -> None:
@@ -339,6 +350,22 @@ def test_graceful_stop_finishes_the_call_in_flight_and_refuses_new_ones(stack: S
         assert late.code() == grpc.StatusCode.UNAVAILABLE
         answer_as_aggregator(own.redis, "acq-draining")
         assert in_flight.result().acquisition_id == "acq-draining"
+        assert stopped.wait(5)
+    finally:
+        close_stack(own)
+
+
+def test_a_call_still_waiting_at_the_end_of_the_grace_period_is_told_to_retry_not_cancelled(stack: Stack) -> None:
+    own = open_stack(stack.redis_server)
+    try:
+        in_flight = own.stub.Inspect.future(acquisition("acq-unanswered"), timeout=10)
+        wait_for_scores(own.redis, "acq-unanswered")  # queued; no aggregator answers it
+        started = time.monotonic()
+        stopped = own.server.stop(1.0)
+        error = in_flight.exception(5)
+        assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE, error
+        assert "shutting down" in error.details() and "retry with the same acquisition_id" in error.details()
+        assert time.monotonic() - started < 1.0  # before gRPC would cancel it at the end of the grace
         assert stopped.wait(5)
     finally:
         close_stack(own)

@@ -1,4 +1,4 @@
-"""The audit store is append-only, hash-chained, idempotent and outlives the process."""
+"""The audit store is append-only, HMAC-chained, anchored, idempotent and outlives the process."""
 from __future__ import annotations
 
 import sqlite3
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.audit import GENESIS_HASH, AuditStore, verdict_dict
+from aggregator.audit import GENESIS_HASH, AuditIntegrityError, AuditStore, rotated_segments, verdict_dict
 from vialguard.messages import PatchVerdict, RunPolicyState, VerdictMessage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,21 +92,152 @@ def test_a_deleted_row_is_found(store: AuditStore) -> None:
     assert not report.ok and report.first_bad_seq == 5 and "removed" in report.problem
 
 
-def test_a_removed_tail_is_found_against_a_recorded_anchor(store: AuditStore) -> None:
-    anchor = store.head()
-    _tamper(store.path, "DELETE FROM verdicts WHERE seq=5")
-    assert store.verify_chain().ok  # a chain alone cannot see its own end cut off ...
-    report = store.verify_chain(anchor=anchor)
-    assert not report.ok and "missing" in report.problem  # ... the anchor kept elsewhere can
+def _restore_triggers(path: Path) -> None:
+    """The tamperer puts the triggers back, so that only the chain and the anchor can tell."""
+    from aggregator.audit import _SCHEMA
 
-
-def test_removed_triggers_are_restored_on_open(store: AuditStore) -> None:
-    _tamper(store.path)
-    AuditStore(store.path).close()
-    db = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.IntegrityError):
-        db.execute("DELETE FROM verdicts")
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA)
     db.close()
+
+
+def test_a_removed_tail_is_found_against_the_anchor(store: AuditStore) -> None:
+    _tamper(store.path, "DELETE FROM verdicts WHERE seq=5")
+    _restore_triggers(store.path)
+    assert store.verify_chain(use_anchor=False).ok  # a chain alone cannot see its own end cut off ...
+    report = store.verify_chain()
+    assert not report.ok and "removed" in report.problem  # ... the anchor kept elsewhere can
+    store.close()
+    with pytest.raises(AuditIntegrityError, match="ends at seq 4 but the anchor records seq 5"):
+        AuditStore(store.path)  # and the aggregator refuses to start on it
+
+
+def test_an_explicit_expected_head_catches_a_cut_tail_too(store: AuditStore) -> None:
+    head = store.head()
+    _tamper(store.path, "DELETE FROM verdicts WHERE seq=5")
+    _restore_triggers(store.path)
+    assert not store.verify_chain(anchor=head).ok
+
+
+def test_a_row_changed_and_the_chain_rehashed_to_the_head_is_found(store: AuditStore) -> None:
+    """What broke the sha256 chain: edit a record, recompute every hash after it, put the triggers back."""
+    import hashlib
+
+    db = sqlite3.connect(store.path)
+    db.execute("DROP TRIGGER verdicts_no_update")
+    rows = db.execute("SELECT seq, record_json FROM verdicts ORDER BY seq").fetchall()
+    prev = GENESIS_HASH
+    for seq, record_json in rows:
+        if seq == 2:
+            record_json = record_json.replace('"decision":"ACCEPT"', '"decision":"REJECT"')
+        digest = hashlib.sha256((prev + record_json).encode()).hexdigest()
+        db.execute("UPDATE verdicts SET record_json=?, prev_hash=?, row_hash=?, decision=json_extract(?, '$.decision')"
+                   " WHERE seq=?", (record_json, prev, digest, record_json, seq))
+        prev = digest
+    db.commit()
+    db.close()
+    _restore_triggers(store.path)
+    report = store.verify_chain()
+    assert not report.ok and report.first_bad_seq == 1 and "re-hashed" in report.problem
+
+
+def test_removed_triggers_are_reported_not_silently_restored(store: AuditStore) -> None:
+    _tamper(store.path)
+    before = store.path.read_bytes()
+    report = store.verify_chain()
+    assert not report.ok and "triggers" in report.problem
+    assert store.path.read_bytes() == before  # verify wrote nothing
+    store.close()
+    with pytest.raises(AuditIntegrityError, match="triggers"):
+        AuditStore(store.path)
+
+
+def test_a_database_deleted_while_open_is_restored_at_the_next_append(store: AuditStore) -> None:
+    for sidecar in (store.path, store.path.with_name(store.path.name + "-wal"),
+                    store.path.with_name(store.path.name + "-shm")):
+        sidecar.unlink(missing_ok=True)
+    store.append(verdict("A5", run=5))
+    assert store.count() == 6 and store.get("A0") == verdict("A0")
+    assert store.verify_chain().ok
+    store.close()
+    reopened = AuditStore(store.path)
+    assert reopened.count() == 6 and reopened.head()[0] == 6
+
+
+def test_a_lost_database_is_refused_at_start_not_restarted_at_seq_1(store: AuditStore) -> None:
+    store.close()
+    for sidecar in (store.path, store.path.with_name(store.path.name + "-wal"),
+                    store.path.with_name(store.path.name + "-shm")):
+        sidecar.unlink(missing_ok=True)
+    with pytest.raises(AuditIntegrityError, match="missing, but the anchor records a chain up to seq 5"):
+        AuditStore(store.path)
+    assert not store.path.exists()  # no new chain was begun
+
+
+def test_a_database_replaced_by_a_fresh_one_is_refused(store: AuditStore, tmp_path: Path) -> None:
+    store.close()
+    other = AuditStore(tmp_path / "other" / "verdicts.sqlite3", key_file=store.key_file)
+    other.append(verdict("X0"))
+    other.close()
+    for sidecar in (store.path.with_name(store.path.name + "-wal"), store.path.with_name(store.path.name + "-shm")):
+        sidecar.unlink(missing_ok=True)
+    (tmp_path / "other" / "verdicts.sqlite3").replace(store.path)
+    with pytest.raises(AuditIntegrityError, match="anchor records seq 5"):
+        AuditStore(store.path)
+
+
+def test_an_edited_anchor_or_a_missing_key_is_refused(store: AuditStore) -> None:
+    store.close()
+    anchor = store.anchor_path.read_text()
+    store.anchor_path.write_text(anchor.replace('"seq":5', '"seq":4'))
+    with pytest.raises(AuditIntegrityError, match="does not hold under the audit key"):
+        AuditStore(store.path)
+    store.anchor_path.write_text(anchor)
+    store.key_file.rename(store.key_file.with_name("elsewhere.key"))
+    with pytest.raises(AuditIntegrityError, match="key .* is missing but an audit chain exists"):
+        AuditStore(store.path)
+
+
+def test_a_missing_anchor_with_records_is_refused(store: AuditStore) -> None:
+    store.close()
+    store.anchor_path.unlink()
+    with pytest.raises(AuditIntegrityError, match="anchor is missing"):
+        AuditStore(store.path)
+
+
+def test_rotation_keeps_one_chain_across_files(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "verdicts.sqlite3"
+    rotating = AuditStore(path, rotate_rows=3)
+    for i in range(8):
+        rotating.append(verdict(f"R{i}", run=i))
+    segments = rotated_segments(path)
+    assert len(segments) == 2 and rotating.count() == 2 and rotating.head()[0] == 8
+    report = rotating.verify_chain()
+    assert report.ok and report.rows == 8 and report.files == 3
+    assert not rotating.append(verdict("R5", run=5))[1]  # still idempotent across the last rotation
+    rotating.close()
+    assert AuditStore(path, rotate_rows=3).head()[0] == 8  # reopens on the continued chain
+    segments[0].chmod(0o644)
+    segments[0].unlink()  # an archived segment lost
+    assert not AuditStore.verify_chain(AuditStore(path, rotate_rows=3)).ok
+
+
+def test_verify_command_is_read_only_and_checks_an_expected_head(store: AuditStore) -> None:
+    head = store.head()
+    store.close()
+    cmd = [sys.executable, "-m", "aggregator.audit", "verify", str(store.path)]
+    files = sorted(store.path.parent.iterdir())
+    stamps = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
+    done = subprocess.run([*cmd, "--expect-head", f"{head[0]}:{head[1]}"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(store.path.parent.iterdir()) == files
+    assert {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == stamps  # not a byte written
+    done = subprocess.run([*cmd, "--expect-head", f"{head[0] + 3}:{head[1]}"], capture_output=True, text=True,
+                          cwd=REPO)
+    assert done.returncode == 1 and "were removed" in done.stdout
+    head_cmd = subprocess.run([sys.executable, "-m", "aggregator.audit", "head", str(store.path)],
+                              capture_output=True, text=True, cwd=REPO)
+    assert head_cmd.stdout.strip() == f"{head[0]}:{head[1]}"
 
 
 def test_records_survive_reopening_and_the_chain_continues(store: AuditStore) -> None:
@@ -124,6 +255,7 @@ def test_product_runs_come_from_the_record(store: AuditStore) -> None:
 
 
 def test_verify_command_exits_nonzero_on_a_broken_chain(store: AuditStore) -> None:
+    store.close()
     cmd = [sys.executable, "-m", "aggregator.audit", "verify", str(store.path)]
     assert subprocess.run(cmd, capture_output=True, cwd=REPO).returncode == 0
     _tamper(store.path, "UPDATE verdicts SET prev_hash='x' WHERE seq=1")

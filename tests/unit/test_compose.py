@@ -7,6 +7,7 @@ and validated against the official Compose Specification schema (jsonschema); th
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import shutil
 import subprocess
 
@@ -76,24 +77,51 @@ def test_every_long_running_service_has_a_healthcheck(compose) -> None:
         assert check and check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
 
 
-def test_redis_keeps_an_append_only_file_and_takes_its_password_from_the_environment(raw, compose) -> None:
-    redis = raw["services"]["redis"]
-    assert redis["image"].startswith("redis:7")
-    assert "--appendonly yes" in redis["command"]
-    assert "--requirepass ${REDIS_PASSWORD:?" in redis["command"]
+def test_redis_keeps_an_append_only_file_and_one_acl_user_per_service(raw, compose) -> None:
+    from vialguard import redis_acl
+
+    redis = compose["services"]["redis"]
+    assert raw["services"]["redis"]["image"].startswith("redis:7")
+    env = read_env_file()
+    passwords = {"preprocessor": env["PREPROCESSOR_REDIS_PASSWORD"], "aggregator": env["AGGREGATOR_REDIS_PASSWORD"],
+                 "healthcheck": env["HEALTHCHECK_REDIS_PASSWORD"]}
+    assert redis["command"] == ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec",
+                                *redis_acl.server_args(passwords)]  # the very rules the ACL test runs under
     assert "redis-data:/data" in redis["volumes"]
     test = " ".join(redis["healthcheck"]["test"])
-    assert "redis-cli" in test and "ping" in test
-    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
-    password = read_env_file()["REDIS_PASSWORD"]
-    assert compose["services"]["redis"]["environment"]["REDISCLI_AUTH"] == password
+    assert "redis-cli --user healthcheck" in test and "ping" in test
+    assert redis["environment"]["REDISCLI_AUTH"] == passwords["healthcheck"]
 
 
-def test_compose_refuses_to_start_without_a_redis_password(raw) -> None:
-    env = read_env_file()
-    del env["REDIS_PASSWORD"]
-    with pytest.raises(MissingVariable, match="REDIS_PASSWORD"):
-        interpolate(raw, env)
+def test_redis_and_triton_are_only_on_the_internal_network_with_no_host_ports(compose) -> None:
+    services, networks = compose["services"], compose["networks"]
+    assert networks["backend"]["internal"] is True
+    for name in ("redis", "triton", "aggregator"):
+        assert "ports" not in services[name], f"{name} must not publish host ports"
+        assert list(services[name]["networks"]) == ["backend"], name
+    assert sorted(services["preprocessor"]["networks"]) == ["backend", "line"]
+    assert [p.rsplit(":", 2)[0] for p in services["preprocessor"]["ports"]] == ["127.0.0.1"]  # loopback by default
+
+
+def test_tritons_model_control_and_shared_memory_need_the_admin_key(compose) -> None:
+    command = compose["services"]["triton"]["command"]
+    key = read_env_file()["TRITON_ADMIN_KEY"]
+    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        value = next(c.split("=", 1)[1] for c in command if c.startswith(flag + "="))
+        protocols, _, header = value.partition(":")
+        assert {"model-repository", "shared-memory"} <= set(protocols.split(","))
+        assert header == f"vialguard-triton-admin={key}"
+    assert compose["services"]["trainer"]["environment"]["VIALGUARD_TRITON_ADMIN_KEY"] == key
+
+
+def test_the_audit_key_and_anchor_live_on_volumes_apart_from_the_database(compose) -> None:
+    agg = compose["services"]["aggregator"]
+    env, mounts = agg["environment"], agg["volumes"]
+    dirs = {str(Path(env[v]).parent) for v in ("VIALGUARD_AUDIT_DB", "VIALGUARD_AUDIT_KEY_FILE",
+                                               "VIALGUARD_AUDIT_ANCHOR")}
+    assert len(dirs) == 3
+    targets = {m.split(":")[1]: m.split(":")[0] for m in mounts}
+    assert len({targets[d] for d in dirs}) == 3  # three different volumes
 
 
 def test_triton_uses_explicit_model_control_the_gpu_config_and_a_reserved_gpu(compose) -> None:
@@ -137,11 +165,11 @@ def test_services_get_their_configuration_from_the_environment(compose) -> None:
     from hmi.config import ENV_VARS as HMI_VARS
     from preprocessor.config import ENV_VARS as PREPROCESSOR_VARS
 
-    password = read_env_file()["REDIS_PASSWORD"]
     for name, known in (("preprocessor", PREPROCESSOR_VARS), ("aggregator", AGGREGATOR_VARS), ("hmi", HMI_VARS)):
         env = compose["services"][name]["environment"]
         if name != "hmi":  # the HMI never talks to Redis: it reads through the preprocessor
-            assert f":{password}@redis:6379" in env["VIALGUARD_REDIS_URL"], name
+            password = read_env_file()[f"{name.upper()}_REDIS_PASSWORD"]
+            assert env["VIALGUARD_REDIS_URL"] == f"redis://{name}:{password}@redis:6379/0", name
         unknown = sorted(set(env) - set(known))
         assert unknown == [], f"{name} would silently ignore {unknown}"
     assert "VIALGUARD_REDIS_URL" not in compose["services"]["hmi"]["environment"]

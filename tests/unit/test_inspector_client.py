@@ -9,7 +9,7 @@ from tritonclient.utils import InferenceServerException
 
 import preprocessor.inspector_client as module
 from preprocessor.inspector_client import InferenceRejected, TritonInspector
-from vialguard.inference import InferenceTimeout, InferenceUnavailable
+from vialguard.inference import InferenceOverloaded, InferenceTimeout, InferenceUnavailable
 
 
 class FakeResponse:
@@ -35,7 +35,7 @@ class FakeClient:
     def __init__(self, url: str) -> None:
         FakeClient.channels += 1
 
-    def infer(self, model: str, inputs: list[Any], outputs: Any = None, client_timeout: float = 0) -> Any:
+    def infer(self, model: str, inputs: list[Any], outputs: Any = None, client_timeout: float = 0, **kw: Any) -> Any:
         step = FakeClient.script.pop(0)
         if isinstance(step, Exception):
             raise step
@@ -124,3 +124,80 @@ def test_patch_size_needs_a_pinned_version(fake: type[FakeClient]) -> None:
         TritonInspector("x:1").patch_size()
     fake.script = [{"inputs": [{"name": "patches", "shape": ["-1", "48", "48", "1"]}]}]
     assert TritonInspector("x:1").patch_size() == 48
+
+
+def test_the_deadline_travels_to_triton_as_queue_timeout_and_grpc_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    class Recording(FakeClient):
+        def infer(self, model: str, inputs: list[Any], outputs: Any = None, client_timeout: float = 0,
+                  **kw: Any) -> Any:
+            seen.update(kw, client_timeout=client_timeout)
+            return FakeResponse(60, 8, "1")
+
+    monkeypatch.setattr(module.grpcclient, "InferenceServerClient", Recording)
+    TritonInspector("x:1").infer(patches(), timeout_s=0.8)
+    assert 0.7 < seen["client_timeout"] <= 0.8
+    assert 700_000 < seen["timeout"] < 800_000  # microseconds, Triton's queue policy honours it
+
+
+def test_a_full_triton_queue_is_overload_and_not_retried(fake: type[FakeClient]) -> None:
+    fake.script = [InferenceServerException("Exceeds maximum queue size", status="StatusCode.UNAVAILABLE"),
+                   FakeResponse(60, 8, "1")]
+    with pytest.raises(InferenceOverloaded, match="queue"):
+        TritonInspector("x:1").infer(patches(), timeout_s=5.0)
+    assert len(fake.script) == 1 and fake.channels == 1  # no retry, no reconnect
+
+
+def test_a_request_timed_out_in_tritons_queue_is_a_timeout(fake: type[FakeClient]) -> None:
+    fake.script = [InferenceServerException("Request timeout expired", status="StatusCode.UNAVAILABLE")]
+    with pytest.raises(InferenceTimeout):
+        TritonInspector("x:1").infer(patches(), timeout_s=5.0)
+
+
+def test_a_reconnect_never_closes_a_channel_another_call_is_using(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls on one channel; the first fails and reconnects while the second is still inside infer."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+    clients: list[Any] = []
+
+    class Channel:
+        def __init__(self, url: str) -> None:
+            self.closed, self.calls = False, 0
+            clients.append(self)
+
+        def infer(self, model: str, inputs: list[Any], **kw: Any) -> Any:
+            if self.closed:
+                raise ValueError("Cannot invoke RPC on closed channel!")
+            self.calls += 1
+            if self is clients[0] and self.calls == 1:  # the slow call in flight
+                inside.set()
+                release.wait(5)
+                if self.closed:
+                    raise ValueError("Cannot invoke RPC on closed channel!")
+                return FakeResponse(60, 8, "1")
+            if self is clients[0]:
+                raise unavailable()
+            return FakeResponse(60, 8, "1")
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(module.grpcclient, "InferenceServerClient", Channel)
+    inspector = TritonInspector("x:1")
+    results: list[Any] = []
+    slow = threading.Thread(target=lambda: results.append(inspector.infer(patches(), timeout_s=5.0)))
+    slow.start()
+    assert inside.wait(5)
+    assert inspector.infer(patches(), timeout_s=5.0).model_version == 1  # failed on channel 0, reconnected
+    assert len(clients) == 2 and not clients[0].closed  # retired, not closed: the slow call still uses it
+    release.set()
+    slow.join(5)
+    assert results and results[0].model_version == 1
+    assert clients[0].closed  # closed by its last user
+
+
+def test_a_closed_channel_error_is_retried_not_raised(fake: type[FakeClient]) -> None:
+    fake.script = [ValueError("Cannot invoke RPC on closed channel!"), FakeResponse(60, 8, "1")]
+    assert TritonInspector("x:1").infer(patches(), timeout_s=5.0).model_version == 1
