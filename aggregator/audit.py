@@ -110,6 +110,7 @@ class AuditStore:
         self._db, self.meta = self._open_checked()
         self._previous: sqlite3.Connection | None = None  # the last closed segment, for idempotency lookups
         self._identity = self._stat_identity()
+        self._read_only = False
 
     # ---- opening -------------------------------------------------------------------------------
 
@@ -243,20 +244,33 @@ class AuditStore:
         return st.st_dev, st.st_ino
 
     @classmethod
-    def open_read_only(cls, path: Path) -> "AuditStore":
+    def open_read_only(cls, path: Path, key_file: Path | None = None, anchor_path: Path | None = None
+                       ) -> "AuditStore":
         """A store for readers (the HMI): SQLite ``mode=ro``, no schema created, every write refused.
 
-        ``get_record``, ``head`` and ``verify_chain`` work as on the writer's store, so a
+        ``get_record`` and ``head`` work as on the writer's store; ``verify_chain`` too when
+        the reader is given the chain's key (the same key file as the aggregator's), so a
         reader's "the chain holds" means what ``python -m aggregator.audit verify`` means.
+        Without the key, ``verify_chain`` says the chain cannot be checked here.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no audit store at {path}")
         store = cls.__new__(cls)
         store.path = path
+        store.key_file = Path(key_file) if key_file else default_key_file(path)
+        store.anchor_path = Path(anchor_path) if anchor_path else default_anchor(path)
+        store.rotate_rows = 0
         store._lock = threading.Lock()
         store._db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, isolation_level=None,
                                     check_same_thread=False, timeout=5.0)
+        store.meta = read_meta(store._db) or FileMeta(1, 1, GENESIS_HASH, "")
+        try:
+            store._key = load_key(store.key_file, may_create=False)
+        except (OSError, ValueError, AuditIntegrityError):
+            store._key = b""
+        store._previous = None
+        store._read_only = True
         return store
 
     def close(self) -> None:
@@ -343,6 +357,9 @@ class AuditStore:
         verdict comes back: a redelivered or duplicated message never gets a
         second, possibly different, verdict.
         """
+        if self._read_only:
+            raise sqlite3.OperationalError("attempt to write a readonly database: this audit store was opened "
+                                           "read-only (a reader, such as the HMI)")
         with self._lock:
             self._check_file()
             known = self._find_locked(verdict.acquisition_id)
@@ -433,6 +450,10 @@ class AuditStore:
 
     def verify_chain(self, anchor: tuple[int, str] | None = None, use_anchor: bool = True) -> ChainReport:
         """Walk the whole chain read-only, against ``anchor`` or (by default) the anchor file's head."""
+        if not self._key:
+            return ChainReport(False, 0, 0, GENESIS_HASH, None,
+                               f"the chain's key ({self.key_file}) is not readable here: run "
+                               "`python -m aggregator.audit verify` where it is")
         expect = anchor
         if expect is None and use_anchor:
             try:

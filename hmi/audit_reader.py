@@ -35,8 +35,10 @@ class ChainStatus:
 
 
 class AuditReader:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key_file: Path | None = None, anchor: Path | None = None) -> None:
         self._path = Path(path)
+        self._key_file = Path(key_file) if key_file and str(key_file) not in ("", ".") else None
+        self._anchor = Path(anchor) if anchor and str(anchor) not in ("", ".") else None
         self._store: AuditStore | None = None
         self._lock = threading.Lock()
         self._first_seen: dict[int, int] = {}
@@ -49,7 +51,7 @@ class AuditReader:
         with self._lock:
             if self._store is None:
                 try:
-                    self._store = AuditStore.open_read_only(self._path)
+                    self._store = AuditStore.open_read_only(self._path, self._key_file, self._anchor)
                 except (OSError, sqlite3.Error) as exc:
                     raise AuditUnavailable(f"audit store {self._path} cannot be opened: {exc}") from exc
             store = self._store

@@ -18,6 +18,11 @@ class HmiConfig:
     preprocessor: str = "localhost:50051"       # gRPC WatchVerdicts + GetHeatmaps
     model_repository: Path = Path("model_repository")
     audit_db: Path = Path("var/audit/verdicts.sqlite3")   # opened read-only
+    # The chain's key and head checkpoint, to verify the chain here. Empty: beside the database; a
+    # key that is not readable (compose does not mount it: it could forge records) means the page
+    # says the chain cannot be checked here and where to check it.
+    audit_key_file: Path = Path("")
+    audit_anchor: Path = Path("")
     recipe: str = "bfs5-10ml"
     labels: Path = Path("")                     # validation kit labels (JSON lines); empty: none
     history_s: int = 900                        # at start, replay this much of the verdicts stream
@@ -40,6 +45,8 @@ ENV_VARS: dict[str, str] = {
     "VIALGUARD_PREPROCESSOR": "preprocessor",
     "VIALGUARD_MODEL_REPOSITORY": "model_repository",
     "VIALGUARD_AUDIT_DB": "audit_db",
+    "VIALGUARD_AUDIT_KEY_FILE": "audit_key_file",
+    "VIALGUARD_AUDIT_ANCHOR": "audit_anchor",
     "VIALGUARD_RECIPE": "recipe",
     "HMI_LABELS": "labels",
     "HMI_HISTORY_S": "history_s",

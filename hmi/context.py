@@ -42,7 +42,8 @@ class Hmi:
             ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         feed = VerdictFeed(channel, config.preprocessor, store, metrics, config.history_s, config.reconnect_max_s)
         return cls(config, load_recipe(config.recipe), store, feed, HeatmapSource(channel, metrics),
-                   AuditReader(config.audit_db), KitLabels(config.labels), metrics, channel)
+                   AuditReader(config.audit_db, config.audit_key_file, config.audit_anchor),
+                   KitLabels(config.labels), metrics, channel)
 
     def start(self) -> None:
         self.feed.start()

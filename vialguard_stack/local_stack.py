@@ -194,6 +194,9 @@ def start_hmi(sup: Supervisor, settings: StackSettings, preprocessor: str, audit
         "VIALGUARD_PREPROCESSOR": preprocessor,
         "VIALGUARD_MODEL_REPOSITORY": str(Path(settings.repository).resolve()),
         "VIALGUARD_AUDIT_DB": str(audit_db),
+        # The local stack's operator may verify the chain: same key and anchor as the aggregator.
+        "VIALGUARD_AUDIT_KEY_FILE": str(audit_db.parent.parent / "audit-key" / "audit.key"),
+        "VIALGUARD_AUDIT_ANCHOR": str(audit_db.parent.parent / "audit-anchor" / "verdicts.head.json"),
         "VIALGUARD_RECIPE": settings.recipe,
         "HMI_LABELS": str(settings.labels or ""),
     })

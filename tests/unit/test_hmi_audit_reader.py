@@ -67,3 +67,10 @@ def test_an_audit_verdict_names_frames_as_the_camera_does(audit_path: Path) -> N
     record["verdict"]["patches"] = [vars(PatchVerdict(2, 4, 3, 0.5, 0.4, True))]
     view = from_audit(record, load_recipe())
     assert (view.patches[0].frame, view.patches[0].vial, view.patches[0].region_id) == (15, 4, "R3")
+
+
+def test_without_the_chains_key_the_reader_says_where_to_verify(audit_path: Path, tmp_path: Path) -> None:
+    reader = AuditReader(audit_path, key_file=tmp_path / "no-such.key")
+    assert reader.record("A2") is not None  # records still read
+    chain = reader.chain()
+    assert not chain.ok and "python -m aggregator.audit verify" in chain.problem
