@@ -21,6 +21,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 ONNX_FILENAME = "model.onnx"
+MANIFEST_FILENAME = "version.json"
 
 
 class TritonPythonModel:
@@ -45,6 +46,15 @@ class TritonPythonModel:
             )
         # [N, P, P, 1]: the patch side is fixed when the version is exported.
         self.patch_shape = tuple(self.session.get_inputs()[0].shape[1:])
+        # A version with a local score fuses the frames of one acquisition by patch position:
+        # its requests must be whole acquisitions (version.json names the layout).
+        self.group = 1
+        manifest_path = os.path.join(version_dir, MANIFEST_FILENAME)
+        if os.path.isfile(manifest_path):
+            with open(manifest_path) as f:
+                layout = json.load(f).get("patch_layout") or {}
+            if layout:
+                self.group = int(layout["frames"]) * int(layout["vials"]) * int(layout["regions"])
 
     def execute(self, requests):
         return [self._answer(request) for request in requests]
@@ -68,6 +78,9 @@ class TritonPythonModel:
             return f"patches must be float32, got {patches.dtype}"
         if patches.ndim != 4 or patches.shape[0] == 0:
             return f"patches must be [N, P, P, 1] with N >= 1, got shape {list(patches.shape)}"
+        if patches.shape[0] % self.group:
+            return (f"this model version scores whole acquisitions of {self.group} patches in patch order, "
+                    f"got {patches.shape[0]} patches")
         expected = tuple(d if isinstance(d, int) else None for d in self.patch_shape)
         if any(e is not None and e != got for e, got in zip(expected, patches.shape[1:])):
             return f"this model version scores patches of shape {list(self.patch_shape)}, got {list(patches.shape[1:])}"
