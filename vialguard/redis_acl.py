@@ -29,6 +29,8 @@ RULES: dict[str, list[str]] = {
         "+xreadgroup", "+xack", "+xautoclaim", "+xgroup|create", "+xgroup|delconsumer", "+xpending",
         "+xinfo|consumers", "+evalsha", "+eval", "+script|load", "+multi", "+exec", "+discard",
         "+get", "+set", "+hget", "+hset", "+hgetall", "+expire", "+rpush", "+llen", "+xadd", "+pttl",
+        # its /metrics: stream lengths and the group's pending entries and lag, read at each scrape
+        "+xlen", "+xinfo|groups", "+exists",
         "~vialguard:scores", "~vialguard:scores:dead", "~vialguard:verdicts", "~vialguard:verdict:*",
         "~vialguard:reply:*", "~vialguard:product:*", "~vialguard:heartbeat:*",
     ],

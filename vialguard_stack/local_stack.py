@@ -81,6 +81,7 @@ class LocalStack:
     hmi_url: str = ""                   # empty when the HMI was not started
     triton_metrics_url: str = ""
     audit_db: Path | None = None
+    preprocessor_redis_url: str = ""    # the preprocessor's own ACL user: for another preprocessor replica
 
 
 def preflight(settings: StackSettings) -> Preflight:
@@ -164,11 +165,12 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
 
         grpc_port, preprocessor_metrics = free_port(), free_port()
         target = f"127.0.0.1:{grpc_port}"
+        preprocessor_redis_url = redis_acl.url_for("preprocessor", passwords["preprocessor"], "127.0.0.1", redis_port)
         preprocessor = sup.start("preprocessor", [settings.python, "-m", "preprocessor"], cwd=REPO_ROOT, env={
             "PREPROCESSOR_METRICS_PORT": str(preprocessor_metrics),
             "VIALGUARD_GRPC_PORT": str(grpc_port),
             "PREPROCESSOR_HOST": "127.0.0.1",
-            "VIALGUARD_REDIS_URL": redis_acl.url_for("preprocessor", passwords["preprocessor"], "127.0.0.1", redis_port),
+            "VIALGUARD_REDIS_URL": preprocessor_redis_url,
             "VIALGUARD_TRITON_URL": triton.grpc_url,
             "VIALGUARD_RECIPE": settings.recipe,
             "VIALGUARD_MODEL_NAME": MODEL_NAME,
@@ -180,7 +182,7 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
         yield LocalStack(target, redis_url, triton.grpc_url, rollout.version, run_dir, sup,
                          f"http://127.0.0.1:{preprocessor_metrics}/metrics",
                          f"http://127.0.0.1:{aggregator_metrics}/metrics", hmi_url,
-                         f"http://127.0.0.1:{triton.metrics_port}/metrics", audit_db)
+                         f"http://127.0.0.1:{triton.metrics_port}/metrics", audit_db, preprocessor_redis_url)
 
 
 def start_hmi(sup: Supervisor, settings: StackSettings, preprocessor: str, audit_db: Path,

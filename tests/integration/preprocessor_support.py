@@ -88,7 +88,8 @@ def open_stack(redis_server: RedisServer, config: PreprocessorConfig | None = No
     inspector = RecordingInspector(RECIPE.patch_size)
     running = start_server(config, RECIPE, inspector, client, address="127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}",
-                                    options=[("grpc.max_send_message_length", 64 * MIB)])
+                                    options=[("grpc.max_send_message_length", 64 * MIB),
+                                             ("grpc.max_receive_message_length", 64 * MIB)])  # 256 px heatmaps
     return Stack(redis_server, client, inspector, running, channel, pb_grpc.InspectionStub(channel), config)
 
 

@@ -51,7 +51,7 @@ def _start_preprocessor(stack, name: str, port: int, metrics_port: int = 0) -> N
     """Another preprocessor process on the same Redis and Triton (or the HMI's one again, on its port)."""
     target = f"127.0.0.1:{port}"
     child = stack.supervisor.start(name, [sys.executable, "-m", "preprocessor"], cwd=REPO_ROOT, env={
-        "VIALGUARD_GRPC_PORT": str(port), "PREPROCESSOR_HOST": "127.0.0.1", "VIALGUARD_REDIS_URL": stack.redis_url,
+        "VIALGUARD_GRPC_PORT": str(port), "PREPROCESSOR_HOST": "127.0.0.1", "VIALGUARD_REDIS_URL": stack.preprocessor_redis_url,
         "VIALGUARD_TRITON_URL": stack.triton_grpc_url, "VIALGUARD_MODEL_NAME": MODEL_NAME,
         "PREPROCESSOR_METRICS_PORT": str(metrics_port)})
     stack.supervisor.wait_ready(child, lambda: probes.grpc_serving(target), 60)

@@ -8,6 +8,7 @@ busy or a quiet machine gives the same verdict.
 from __future__ import annotations
 
 import shutil
+import math
 import threading
 import time
 from collections import Counter
@@ -104,7 +105,9 @@ def test_a_burst_past_capacity_is_refused_or_dropped_not_inferred_late(server: T
     assert sum(outcomes.values()) == 30 and not [k for k in outcomes if k.startswith("unavailable")]
     # Dropped once cancelled: only those dequeued before their caller gave up ran (without the
     # dynamic batcher's cancellation check: 11 of 30 ran here, 2 answered in time).
-    assert executed - outcomes["ok"] <= 4
+    # At most what one instance could start before the deadline, plus the few dequeued as it passed:
+    # never the 30 that a queue without cancellation runs (the bound scales with the model's cost).
+    assert executed <= math.ceil(deadline_s / one_s) + 4, (executed, dict(outcomes))
     assert burst_s < deadline_s + 2.0
     started = time.perf_counter()  # and no backlog is left behind: the next call runs at once
     inspector.infer(patches, timeout_s=30.0)
