@@ -271,11 +271,12 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         + (f"; judged the saved {report['generator_judged']}" if report.get("generator_judged") else "")
         + f"). Defective: {report['defect_rule']}.",
         "",
-        "Score phi = 1 - SSIM(X, X_hat). Thresholds chosen on the calibration split only: pooled "
+        f"Score: {report.get('score', 'phi = 1 - SSIM(X, X_hat)')}. Thresholds chosen on the calibration split "
+        "only: pooled "
         f"{report['thresholds']['pooled']:.6f}; per cell type "
         + ", ".join(f"{t} {v:.6f}" for t, v in report["thresholds"]["per_type"].items()) + ".",
         "",
-        "| split | thresholds | good | defective | AUROC (phi) | AUROC (phi / type threshold) | accuracy "
+        "| split | thresholds | good | defective | AUROC (score) | AUROC (score - type threshold) | accuracy "
         "| balanced accuracy | good accepted | defects rejected |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -290,8 +291,11 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     lines += [
         "",
         "Good accepted = the paper's 'true positive ratio'; defects rejected = its 'true negative ratio'.",
-        "Test AUROC on phi by cell type: "
+        "Test AUROC by cell type: "
         + ", ".join(f"{t} {_fmt(a)}" for t, a in report["test"]["auroc_by_type"].items()) + ".",
+        *([f"The paper's phi on the same cells, for comparison: test AUROC {_fmt(report['phi']['test']['auroc'])} ("
+           + ", ".join(f"{t} {_fmt(a)}" for t, a in report["phi"]["test"]["auroc_by_type"].items()) + ")."]
+          if "phi" in report else []),
         "",
     ]
     (out / "elpv_report.md").write_text("\n".join(lines))
