@@ -29,6 +29,8 @@ from vialguard.v1 import inspection_pb2_grpc as pb_grpc
 LINE_SLOT_MS = 500.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 16 raw MONO16 frames of 1280x1024 fit, with room
 LATE_FETCH_TIMEOUT_S = 30.0
+LATE_FETCH_ATTEMPTS = 5
+LATE_FETCH_PAUSE_S = 0.2
 
 
 class FrameEncoding(str, Enum):
@@ -123,11 +125,20 @@ class SimulatedCamera:
         return PushResult(shot, late, code.name, message, latency_ms, encode_ms, missed, late is not None)
 
     def _fetch_late(self, request: pb.Acquisition) -> pb.Verdict | None:
-        """Repeat the same acquisition_id without the line's deadline: the stored verdict comes back."""
-        try:
-            return self._stub.Inspect(request, timeout=LATE_FETCH_TIMEOUT_S)
-        except grpc.RpcError:
-            return None
+        """Repeat the same acquisition_id without the line's deadline: the stored verdict comes back.
+
+        When the first call gave up before its scores were queued, the repeat may join it and
+        hear UNAVAILABLE ("retry"), or find every inference slot busy (RESOURCE_EXHAUSTED):
+        both say "same id, again", which the camera does a few times, a moment apart.
+        """
+        for _attempt in range(LATE_FETCH_ATTEMPTS):
+            try:
+                return self._stub.Inspect(request, timeout=LATE_FETCH_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                    return None
+                time.sleep(LATE_FETCH_PAUSE_S)
+        return None
 
     def run(self, shots: Iterable[Shot]) -> Iterator[PushResult]:
         """Push every shot in order; with pacing, start one per slot like the machine turns."""
