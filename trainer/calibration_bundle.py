@@ -86,8 +86,14 @@ def calibrate_scores(kit: KitMaps, *, served: str, profile: str, patch_size: int
     scores = {}
     for kind in kinds:
         scored = cross_fitted_scores(kit, kind)
-        cal = calibrate(scored, profile=profile, patch_size=patch_size, recipe=recipe,
-                        training_data_digest=training_data_digest, score=kind)
+        try:
+            cal = calibrate(scored, profile=profile, patch_size=patch_size, recipe=recipe,
+                            training_data_digest=training_data_digest, score=kind)
+        except CalibrationError as exc:
+            if kind == served:
+                raise
+            log.warning("the %s score cannot be calibrated on this kit (%s): left out of the comparison", kind, exc)
+            continue
         local = None if kind == SCORE_PHI else fit_local_model(kit, kind == SCORE_LOCAL_FUSED)
         scores[kind] = CalibratedScore(cal, local)
         log.info("calibrated %s: serving %s thresholds %s", kind, cal.serving, cal.serving_thresholds.as_mapping())
