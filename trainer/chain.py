@@ -27,6 +27,7 @@ from vialguard.recipe import Recipe
 log = logging.getLogger(__name__)
 SETS = ("train", "calibration", "test")
 GENERATOR_FILENAME = "generator.keras"
+WITH_SEGMENTER_FILENAME = "generator-segmenter.keras"
 
 
 class ChainError(VialguardError):
@@ -52,6 +53,10 @@ class RunLayout:
     @property
     def generator(self) -> Path:
         return self.root / GENERATOR_FILENAME
+
+    @property
+    def generator_with_segmenter(self) -> Path:  # the generator with its segmentation head attached
+        return self.root / WITH_SEGMENTER_FILENAME
 
     @property
     def calibration_dir(self) -> Path:  # calibration.json of the served score + every score's (calibration_bundle)
@@ -190,6 +195,30 @@ def train_generator(patches: Path, profile: Any, config: Any, layout: RunLayout,
     layout.root.mkdir(parents=True, exist_ok=True)
     generator.save(layout.generator)
     return generator
+
+
+def train_segmentation_head(generator: Any, patches: Path, profile: Any, layout: RunLayout, epochs: int,
+                            steps: int, batch_size: int, seed: int = 0) -> Any:
+    """Train the segmentation head on the frozen generator; save and return the two attached.
+
+    The head learns from the training set's good patches with synthetic defects
+    (trainer.segmenter_train); the validation split measures it on the same kind of
+    defects. Saved as generator-segmenter.keras beside the GAN's generator.keras, which
+    stays as it was.
+    """
+    from trainer.networks.segmenter import attach_segmenter
+    from trainer.pipeline import training_dataset
+    from trainer.segmenter_train import SegmenterConfig, train_segmenter
+
+    config = SegmenterConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, seed=seed)
+    train_ds = training_dataset(patches, "train", batch_size, 2048, seed, repeat=True)
+    val_ds = None
+    if load_index(patches).count("validation"):
+        val_ds = training_dataset(patches, "validation", batch_size, 2048, seed, repeat=True)
+    segmenter = train_segmenter(generator, profile, train_ds, val_ds, config, layout.train_dir)
+    combined = attach_segmenter(generator, segmenter)
+    combined.save(layout.generator_with_segmenter)
+    return combined
 
 
 def load_generator(path: Path) -> Any:

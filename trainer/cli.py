@@ -109,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--shuffle-buffer", type=_positive_int, default=4096)
 
+    p = sub.add_parser("segment", help="train the segmentation head (GRD-Net) on a trained, frozen generator")
+    p.add_argument("--generator", type=_existing_file, required=True, help="generator.keras from `train`")
+    p.add_argument("--patches", type=_existing_dir, required=True, help="ingested training set (index.json)")
+    p.add_argument("--workdir", type=Path, required=True,
+                   help="writes WORKDIR/generator-segmenter.keras (pass it as --generator to calibrate/export)")
+    p.add_argument("--profile", default="cpu", help="model profile: cpu or paper (default: cpu)")
+    p.add_argument("--epochs", type=_positive_int, default=6)
+    p.add_argument("--steps", type=_positive_int, default=250, help="steps per epoch")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+
     for name, what in (("calibrate", "per-region thresholds on a calibration kit"),
                        ("evaluate", "Tables 1-3 of a calibrated model on a held-out kit")):
         p = sub.add_parser(name, help=what)
@@ -171,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--generator", type=_existing_file, help="judge this saved generator.keras instead of training")
+    p.add_argument("--segmenter-epochs", type=int, default=None,
+                   help="epochs of the segmentation head (default: the cpu scale's; 0: no head)")
     return parser
 
 

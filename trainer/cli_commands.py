@@ -85,6 +85,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segment(args: argparse.Namespace) -> int:
+    profile = _profile(args.profile)
+    layout = chain.RunLayout(args.workdir)
+    chain.train_segmentation_head(chain.load_generator(args.generator), args.patches, profile, layout, args.epochs,
+                                  args.steps, args.batch_size, args.seed)
+    print(f"generator with segmentation head: {layout.generator_with_segmenter}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     profile, recipe = _profile(args.profile), load_recipe(args.recipe)
     bundle = chain.calibrate_kit(chain.load_generator(args.generator), profile, args.kit, args.train_patches,
@@ -142,6 +151,10 @@ def cmd_all(args: argparse.Namespace) -> int:
     generator = step("train", lambda: chain.train_generator(patches["train"], profile, config, layout,
                                                             scale.shuffle_buffer, scale.validation_steps,
                                                             heldout_kit=patches["calibration"], recipe=recipe))
+    if scale.segmenter_epochs:
+        generator = step("segment", lambda: chain.train_segmentation_head(
+            generator, patches["train"], profile, layout, scale.segmenter_epochs, scale.segmenter_steps,
+            scale.batch_size, config.seed))
     bundle = step("calibrate", lambda: chain.calibrate_kit(generator, profile, patches["calibration"],
                                                            patches["train"], recipe))
     bundle.save(layout.calibration_dir)
@@ -166,7 +179,8 @@ def cmd_elpv(args: argparse.Namespace) -> int:
     settings = ElpvSettings(profile=args.profile, patch_size=args.patch_size, epochs=args.epochs,
                             steps_per_epoch=args.steps, batch_size=args.batch_size, max_train=args.max_train,
                             seed=args.seed, overrides=tuple(args.overrides),
-                            generator=str(args.generator) if args.generator else None)
+                            generator=str(args.generator) if args.generator else None,
+                            segmenter_epochs=args.segmenter_epochs)
     report = run_elpv_check(args.out, settings)
     test = report["test"]
     print(json.dumps({"test_auroc": test["auroc"], "test_auroc_normalised": test["auroc_normalised"],
@@ -198,7 +212,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "calibrate": cmd_calibrate,
+    "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "segment": cmd_segment, "calibrate": cmd_calibrate,
     "evaluate": cmd_evaluate, "export": cmd_export, "all": cmd_all, "elpv": cmd_elpv,
     "validate": cmd_validate, "import": cmd_import,
 }

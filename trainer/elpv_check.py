@@ -56,6 +56,9 @@ class ElpvSettings:
     seed: int = 0
     overrides: tuple[str, ...] = field(default_factory=tuple)  # extra TrainConfig name=value
     generator: str | None = None  # a generator.keras to judge instead of training one
+    # Segmentation head on the frozen generator, as the line's cpu scale trains it
+    # (None: the cpu scale's epochs; 0: no head, the 1 - SSIM map is scored).
+    segmenter_epochs: int | None = None
 
 
 def load_elpv() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,6 +200,7 @@ def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings())
     """Train, calibrate and test on elpv; writes elpv_report.json and .md under ``out_dir``."""
     from trainer.config import get_profile, load_train_config
     from trainer.run_scale import get_scale
+    from trainer.networks.segmenter import segmenter_of
     from trainer.train import train
 
     out = Path(out_dir)
@@ -231,6 +235,17 @@ def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings())
         log.info("elpv: training on %d good cells at %d px", len(patches["train"]), settings.patch_size)
         generator = train(config, profile, train_ds, val_ds, out / "train")  # resumes from its checkpoints
         generator.save(out / "generator.keras")
+    head_epochs = scale.segmenter_epochs if settings.segmenter_epochs is None else settings.segmenter_epochs
+    if head_epochs and segmenter_of(generator) is None:
+        from trainer.networks.segmenter import attach_segmenter
+        from trainer.segmenter_train import SegmenterConfig, train_segmenter
+
+        train_ds, val_ds = _datasets(patches["train"], patches["validation"], settings)
+        head_config = SegmenterConfig(epochs=head_epochs, steps_per_epoch=scale.segmenter_steps,
+                                      batch_size=settings.batch_size, seed=settings.seed)
+        generator = attach_segmenter(generator, train_segmenter(generator, profile, train_ds, val_ds.repeat(),
+                                                                head_config, out / "train"))
+        generator.save(out / "generator-segmenter.keras")
     train_seconds = time.monotonic() - train_started
     names = ("calibration_good", "calibration_defect", "test_good", "test_defect")
     cell_types = {name: types[split[name]] for name in names}
@@ -241,7 +256,9 @@ def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings())
         "cells": {name: int(idx.size) for name, idx in split.items()},
         "defect_rule": f"probability >= {settings.defect_probability:.4f}",
         "thresholds_chosen_on": "calibration split (accuracy-maximising), never on test cells",
-        "score": "local (max of the 1-SSIM map normalised per pixel by good calibration cells of the same type)",
+        "score": ("local (max of the " + ("segmentation head's logit map" if segmenter_of(generator) is not None
+                                          else "1-SSIM map")
+                  + " normalised per pixel by good calibration cells of the same type)"),
         **judge(scores, cell_types),
         "phi": {k: v for k, v in judge(phi, cell_types).items() if k in ("test", "calibration")},
         "mean_score": {name: float(s.mean()) for name, s in scores.items()},

@@ -186,6 +186,8 @@ def export_version(
     if (local.kind if local is not None else "phi") != want_kind:
         raise ModelVersionError(f"refusing to publish: the calibration serves the '{want_kind}' score but the "
                                 f"export was given {'no local score' if local is None else local.kind + ' statistics'}")
+    from trainer.networks.segmenter import segmenter_of
+
     inspector = build_inspector(generator, local)
     onnx_bytes = convert_inspector(inspector, profile.patch_size)
     check_onnx_io(onnx_bytes, profile.patch_size)
@@ -203,6 +205,7 @@ def export_version(
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
         "io": {"input": io.INPUT_PATCHES, "outputs": list(io.OUTPUTS)},
         "score": calibration.score,
+        "anomaly_map": "ssim" if segmenter_of(generator) is None else "segmenter",
         "patch_layout": local.layout.as_dict() if local is not None else None,
         "probe_check": diffs, "serving_thresholds": calibration.serving,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -9,7 +9,9 @@ vialguard.heatmap's epsilon. Served numbers equal the trainer's and the numpy
 reference's.
 
 Only the encoder and decoder run here: the second encoder (z_hat) serves the training
-loss only and would double the cost of inference.
+loss only and would double the cost of inference. A generator with a segmentation head
+attached (trainer.networks.segmenter) scores the head's logit map instead of the
+1 - SSIM map; phi stays the paper's.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import tensorflow as tf
 
 from trainer.config import ModelProfile
 from trainer.networks.generator import DECODER_NAME, ENCODER_NAME, build_generator
+from trainer.networks.segmenter import segmenter_of
 from trainer.local_score_tf import anomaly_map, local_score_tf
 from vialguard.heatmap import EPSILON
 from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE
@@ -37,6 +40,32 @@ def heatmap_tf(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
     return (diff - lo) / tf.maximum(hi - lo, EPSILON)
 
 
+MapsTf = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+
+
+def inspection_maps(generator: keras.Model) -> MapsTf:
+    """patches [N, P, P, 1] -> (anomaly maps [N, h, w], phi [N], X_hat): what every score is made of.
+
+    The maps are the 1 - SSIM map, or the segmentation head's logits when the
+    generator carries one; phi is always the mean of the 1 - SSIM map (eq. 9).
+    """
+    encoder = generator.get_layer(ENCODER_NAME)
+    decoder = generator.get_layer(DECODER_NAME)
+    segmenter = segmenter_of(generator)
+
+    def maps(patches: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        x = tf.cast(patches, encoder.compute_dtype)
+        x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
+        ssim_maps = anomaly_map(patches, x_hat)
+        phi = tf.reduce_mean(ssim_maps, axis=[1, 2])  # = 1 - SSIM (eq. 9): the mean of the same map
+        if segmenter is None:
+            return ssim_maps, phi, x_hat
+        logits = tf.cast(segmenter([patches, x_hat], training=False), tf.float32)[..., 0]
+        return logits, phi, x_hat
+
+    return maps
+
+
 def build_inspector(generator: keras.Model, local: LocalScoreModel | None = None) -> InspectorFn:
     """A tf.function [N, P, P, 1] float32 -> {"score": [N], "phi": [N], "heatmap": [N, P, P, 1]}.
 
@@ -45,17 +74,13 @@ def build_inspector(generator: keras.Model, local: LocalScoreModel | None = None
     tf2onnx.convert.from_function with
     input_signature=[tf.TensorSpec([None, P, P, 1], tf.float32, name="patches")].
     """
-    encoder = generator.get_layer(ENCODER_NAME)
-    decoder = generator.get_layer(DECODER_NAME)
-    size = encoder.input.shape[1]
+    size = generator.get_layer(ENCODER_NAME).input.shape[1]
     spec = tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_PATCHES)
+    maps_of = inspection_maps(generator)
 
     @tf.function(input_signature=[spec])
     def inspector(patches: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = tf.cast(patches, encoder.compute_dtype)
-        x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
-        maps = anomaly_map(patches, x_hat)
-        phi = tf.reduce_mean(maps, axis=[1, 2])  # = 1 - SSIM (eq. 9): the mean of the same map
+        maps, phi, x_hat = maps_of(patches)
         score = phi if local is None else local_score_tf(maps, local)
         return {OUTPUT_SCORE: tf.identity(score, name=OUTPUT_SCORE), OUTPUT_PHI: tf.identity(phi, name=OUTPUT_PHI),
                 OUTPUT_HEATMAP: tf.identity(heatmap_tf(patches, x_hat), name=OUTPUT_HEATMAP)}

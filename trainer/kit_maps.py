@@ -21,7 +21,7 @@ from trainer.scoring import PATCH_FIELDS, ScoredSet
 from vialguard.local_score import LocalScoreModel, PatchLayout, local_scores
 
 MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-"""patches [N, P, P, 1] -> (1 - SSIM maps [N, h, w], phi [N])."""
+"""patches [N, P, P, 1] -> (anomaly maps [N, h, w]: 1 - SSIM or the head's logits, phi [N])."""
 
 
 @dataclass(frozen=True)
@@ -124,20 +124,19 @@ def compute_kit_maps(maps_fn: MapsFn, stream: Iterable[tuple[np.ndarray, Mapping
 
 
 def keras_maps_fn(generator: Any) -> MapsFn:
-    """(1 - SSIM maps, phi) of patches through the generator's encoder and decoder, in TensorFlow."""
+    """(anomaly maps, phi) of patches through the generator (and its head, if any), in TensorFlow."""
     import tensorflow as tf
 
-    from trainer.local_score_tf import anomaly_map
-    from trainer.networks.generator import DECODER_NAME, ENCODER_NAME
+    from trainer.inspector import inspection_maps
+    from trainer.networks.generator import ENCODER_NAME
 
-    encoder, decoder = generator.get_layer(ENCODER_NAME), generator.get_layer(DECODER_NAME)
-    size = encoder.input.shape[1]
+    size = generator.get_layer(ENCODER_NAME).input.shape[1]
+    maps_of = inspection_maps(generator)
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
     def run(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
-        m = anomaly_map(x, x_hat)
-        return m, tf.reduce_mean(m, axis=[1, 2])
+        m, phi, _ = maps_of(x)
+        return m, phi
 
     def call(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m, p = run(tf.constant(patches))

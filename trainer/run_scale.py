@@ -44,6 +44,11 @@ class RunScale:
     # Training settings (trainer.config.TrainConfig, as name=value) this scale needs;
     # an explicit --set on the command line still wins.
     train_settings: tuple[str, ...] = ()
+    # Segmentation head (GRD-Net's second stage, trainer.segmenter_train) trained on the
+    # frozen generator after the GAN: epochs x steps of batch_size; 0 epochs: no head,
+    # the served score reads the 1 - SSIM map.
+    segmenter_epochs: int = 0
+    segmenter_steps: int = 250
 
     def with_overrides(self, **values: Any) -> "RunScale":
         """A copy with every non-None value replaced (command-line flags left unset stay default)."""
@@ -88,7 +93,8 @@ SCALES: dict[str, RunScale] = {
 
 # Fields the command line can override one by one (--train-products, --steps, ...).
 SCALE_FLAGS = ("train_products", "train_runs", "calibration_good", "calibration_defective", "test_good",
-               "test_defective", "kit_runs", "epochs", "steps_per_epoch", "batch_size", "shard_size", "workers")
+               "test_defective", "kit_runs", "epochs", "steps_per_epoch", "batch_size", "shard_size", "workers",
+               "segmenter_epochs", "segmenter_steps")
 
 
 def get_scale(name: str) -> RunScale:
