@@ -3,9 +3,10 @@
 Each step takes clean good patches, applies the generator's own augmentation, draws
 synthetic defects (trainer.synthetic_defects), reconstructs the changed patches with
 the frozen encoder and decoder (exactly what the served graph will feed the head)
-and fits the head to the defects' masks with the focal loss (gamma 2, as DRAEM):
-almost every pixel is good, and the focal term keeps the easy ones from drowning
-the few that matter. The generator never changes here, so the served phi and
+and fits the head to the defects' masks with the focal loss (gamma 2, as DRAEM)
+plus a soft Dice loss over the batch: almost every pixel is good, and the focal term
+alone keeps the head timid for thousands of steps (measured: 1,500 steps left its
+soft Dice at 0.009 on synthetic defects); the Dice term rewards overlap directly. The generator never changes here, so the served phi and
 heatmap are those of the trained GAN.
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SegmenterConfig:
     batch_size: int = 16
     learning_rate: float = 2e-3
     focal_gamma: float = 2.0
+    dice_weight: float = 1.0
     defect_probability: float = 0.6
     max_rotation: float = 0.03
     seed: int = 0
@@ -82,9 +84,9 @@ class SegmenterTraining(keras.Model):
     def _head_loss(self, images: tf.Tensor, x_hat: tf.Tensor, mask: tf.Tensor, training: bool
                 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         logits = self.segmenter([images, x_hat], training=training)
-        loss = focal_loss(logits, mask, self.config.focal_gamma)
-        p = tf.sigmoid(logits)
+        p = tf.sigmoid(tf.cast(logits, tf.float32))
         dice = 2.0 * tf.reduce_sum(p * mask) / (tf.reduce_sum(p) + tf.reduce_sum(mask) + 1.0)
+        loss = focal_loss(logits, mask, self.config.focal_gamma) + self.config.dice_weight * (1.0 - dice)
         return loss, {"seg_loss": loss, "dice": dice}
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
