@@ -23,7 +23,7 @@ demo: setup
 	$(PY) -m vialguard_stack.demo $(ARGS)
 
 # Reproduces the committed cpu version: simulate -> ingest -> train -> calibrate
-# -> evaluate on a held-out kit -> export a new version (about 35 min on 2 cores).
+# -> evaluate on a held-out kit -> export a new version (45 min on 2 cores, measured).
 train-cpu: setup
 	$(PY) -m trainer.cli all --profile cpu --out model_repository
 

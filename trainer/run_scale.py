@@ -1,9 +1,10 @@
 """How big a whole training run is: products, runs, kits, epochs. Defaults in one place.
 
 ``cpu`` reproduces the committed cpu version on a 2-core machine in about
-30-40 minutes of wall time (measured: simulation ~3 min for 408 acquisitions in
-two processes, ingestion ~15 s, training 5,600 steps of 16 patches at 64 px at
-0.25-0.35 s per step, scoring, calibration, evaluation and export ~2 min). ``paper`` is the paper's setup: 782 good strips x 10
+45 minutes of wall time (measured for version 4, one ``trainer.cli all`` run on
+2026-12-01: simulation 3.5 min, ingestion 34 s, training 16 x 250 steps of 16
+patches at 256 px 34 min, calibration 4 min, evaluation 2.7 min, export 8 s).
+``paper`` is the paper's setup: 782 good strips x 10
 acquisitions for training (2,815,200 patches with 16 frames + 2 rank images),
 and a Knapp-style test kit of 120 good and 141 defective products x 10 runs.
 Every field can be overridden from the command line.
