@@ -19,8 +19,9 @@ from onnx import TensorProto, helper
 
 from vialguard.calibration import Calibration
 from vialguard.decision import RegionThresholds
+from trainer.onnx_heatmap_graph import heatmap_subgraph
 from trainer.onnx_pixel_input import prepend_pixel_scaling
-from vialguard.inspector_io import (CALIBRATION_FILENAME, INPUT_PATCHES, MANIFEST_FILENAME, ONNX_FILENAME,
+from vialguard.inspector_io import (CALIBRATION_FILENAME, HEATMAP_ONNX_FILENAME, INPUT_PATCHES, MANIFEST_FILENAME, ONNX_FILENAME,
                                     OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE, input_datatype)
 from vialguard.model_repository import publish_version
 from vialguard.triton_backend import triton_backend_files
@@ -84,11 +85,17 @@ def tiny_calibration(patch_size: int, threshold: float) -> Calibration:
 
 
 def publish_tiny_version(repository: Path, patch_size: int, gain: float, threshold: float,
-                         bit_depth: int | None = None) -> int:
-    """Publish one complete tiny version (ONNX, calibration, Triton adapter) and return its number."""
+                         bit_depth: int | None = None, heatmap_graph: bool = True) -> int:
+    """Publish one complete tiny version (ONNX, calibration, Triton adapter) and return its number.
+
+    ``heatmap_graph=False`` leaves heatmap.onnx out, as in versions exported before it existed.
+    """
 
     def write(staging: Path) -> None:
-        (staging / ONNX_FILENAME).write_bytes(tiny_inspector_onnx(patch_size, gain, bit_depth))
+        model = tiny_inspector_onnx(patch_size, gain, bit_depth)
+        (staging / ONNX_FILENAME).write_bytes(model)
+        if heatmap_graph:
+            (staging / HEATMAP_ONNX_FILENAME).write_bytes(heatmap_subgraph(model))
         if bit_depth is not None:  # as the exporter records it; without it the rollout serves FP32
             manifest = {"io": {"input": INPUT_PATCHES, "input_datatype": input_datatype(bit_depth)}}
             (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest))

@@ -20,7 +20,9 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from vialguard.inspector_io import INPUT_PATCHES, MANIFEST_FILENAME, ONNX_FILENAME, PIXEL_SCALE, input_datatype
+from trainer.onnx_heatmap_graph import heatmap_subgraph
+from vialguard.inspector_io import (HEATMAP_ONNX_FILENAME, INPUT_PATCHES, MANIFEST_FILENAME, ONNX_FILENAME, PIXEL_SCALE,
+                                    input_datatype)
 from vialguard.model_repository import publish_version, version_dir
 from vialguard.triton_backend import triton_backend_files
 
@@ -61,8 +63,8 @@ def rewrite_version(repository: Path, version: int, bit_depth: int) -> int:
     """Publish a copy of ``version`` whose graph takes ``bit_depth``-bit pixels; returns the new number.
 
     Same calibration, statistics and report (the scores are the same bits); the current
-    Triton adapter (the old one refuses integer patches); version.json records the new
-    digest, the input datatype and where it came from.
+    Triton adapter (the old one refuses integer patches) and the heatmap-only graph;
+    version.json records the new digest, the input datatype and where it came from.
     """
     import hashlib
 
@@ -71,11 +73,13 @@ def rewrite_version(repository: Path, version: int, bit_depth: int) -> int:
 
     def write(staging: Path) -> None:
         for path in source.iterdir():
-            if path.is_file() and path.name not in (ONNX_FILENAME, MANIFEST_FILENAME, *triton_backend_files()):
+            if path.is_file() and path.name not in (ONNX_FILENAME, HEATMAP_ONNX_FILENAME, MANIFEST_FILENAME,
+                                                    *triton_backend_files()):
                 shutil.copy2(path, staging / path.name)
         for name, data in triton_backend_files().items():
             (staging / name).write_bytes(data)
         (staging / ONNX_FILENAME).write_bytes(onnx_bytes)
+        (staging / HEATMAP_ONNX_FILENAME).write_bytes(heatmap_subgraph(onnx_bytes))
         manifest_path = source / MANIFEST_FILENAME
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         manifest.setdefault("io", {})["input_datatype"] = input_datatype(bit_depth)

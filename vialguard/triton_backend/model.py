@@ -16,8 +16,9 @@ never fails another's.
 The input's dtype is the graph's: float32 patches in [0, 1] (older versions,
 resampled profiles) or the camera's uint8/uint16 pixels that the graph scales
 itself; the config the rollout loads must say the same (checked at load). Only the
-outputs a request asks for are computed and sent: the preprocessor asks for score
-and phi, and for the heatmap only when an operator will look at it.
+outputs a request asks for are sent: the preprocessor asks for score and phi, and
+for the heatmaps of a rejected acquisition's flagged patches apart; a version that
+ships heatmap.onnx answers those from that subgraph, for any number of patches.
 """
 import json
 import os
@@ -27,6 +28,8 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 ONNX_FILENAME = "model.onnx"
+HEATMAP_ONNX_FILENAME = "heatmap.onnx"  # patches -> heatmap only, any number of patches (newer versions)
+HEATMAP = "heatmap"
 MANIFEST_FILENAME = "version.json"
 # ONNX Runtime's input type -> (numpy dtype, Triton config data_type)
 INPUT_TYPES = {"tensor(float)": (np.float32, "TYPE_FP32"), "tensor(uint8)": (np.uint8, "TYPE_UINT8"),
@@ -46,6 +49,9 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_num_threads", "0"))
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        heatmap_path = os.path.join(version_dir, HEATMAP_ONNX_FILENAME)
+        self.heatmap_session = (ort.InferenceSession(heatmap_path, options, providers=["CPUExecutionProvider"])
+                                if os.path.isfile(heatmap_path) else None)
         onnx_inputs = [i.name for i in self.session.get_inputs()]
         onnx_outputs = [o.name for o in self.session.get_outputs()]
         if onnx_inputs != [self.input_name] or sorted(onnx_outputs) != sorted(self.output_names):
@@ -80,26 +86,27 @@ class TritonPythonModel:
 
     def _answer(self, request):
         patches = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
-        problem = self._problem_with(patches)
+        asked = [name for name in request.requested_output_names() if name in self.output_names]
+        names = asked or self.output_names  # Triton asks for every output when the client names none
+        session = self.heatmap_session if names == [HEATMAP] and self.heatmap_session is not None else self.session
+        problem = self._problem_with(patches, whole_acquisitions=session is self.session)
         if problem:
             error = pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)
             return pb_utils.InferenceResponse(output_tensors=[], error=error)
-        asked = [name for name in request.requested_output_names() if name in self.output_names]
-        names = asked or self.output_names  # Triton asks for every output when the client names none
         try:
-            outputs = self.session.run(names, {self.input_name: patches})
+            outputs = session.run(names, {self.input_name: patches})
         except Exception as exc:  # an ORT failure belongs to this request only
             return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"inspector failed: {exc}"))
         tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in zip(names, outputs)]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
-    def _problem_with(self, patches):
+    def _problem_with(self, patches, whole_acquisitions=True):
         """Why this request cannot be scored, in words a line engineer can act on ('' if it can)."""
         if patches.dtype != self.input_dtype:
             return f"this model version takes {np.dtype(self.input_dtype).name} patches, got {patches.dtype}"
         if patches.ndim != 4 or patches.shape[0] == 0:
             return f"patches must be [N, P, P, 1] with N >= 1, got shape {list(patches.shape)}"
-        if patches.shape[0] % self.group:
+        if whole_acquisitions and patches.shape[0] % self.group:
             return (f"this model version scores whole acquisitions of {self.group} patches in patch order, "
                     f"got {patches.shape[0]} patches")
         expected = tuple(d if isinstance(d, int) else None for d in self.patch_shape)
