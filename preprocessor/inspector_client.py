@@ -19,6 +19,9 @@ Implements vialguard.inference.Inspector. What it adds to a bare tritonclient ca
   input's datatype): the camera's uint8/uint16 pixels to a version that scales them
   in its graph (a quarter of float32's bytes for MONO8), float32 in [0, 1] to an
   older version, scaled here by vialguard.patching.to_unit_float, the same bits;
+- on the same host as Triton the patches can travel through system shared memory
+  (preprocessor.shared_inputs), gRPC staying the fallback for every call that
+  cannot use it;
 - only score and phi come back by default; the heatmap is asked for apart
   (``heatmaps``, pinned to the version that scored), for the acquisitions an
   operator will look at: a good acquisition moves no heatmap bytes.
@@ -33,6 +36,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from preprocessor.shared_inputs import SharedInputs
 from vialguard.inference import InferenceOverloaded, InferenceResult, InferenceTimeout, InferenceUnavailable
 from vialguard.inspector_io import (DATATYPE_FP32, HEATMAP_GRAPH_PARAMETER, INPUT_PATCHES, MODEL_NAME, NUMPY_DTYPE, OUTPUT_HEATMAP, OUTPUT_PHI,
                                     OUTPUT_SCORE)
@@ -66,8 +70,10 @@ class InferenceRejected(InferenceUnavailable):
 class TritonInspector:
     """Scores patches with Triton's `inspector`; thread-safe, one gRPC channel shared by callers."""
 
-    def __init__(self, url: str, model_name: str = MODEL_NAME, max_attempts: int = 5) -> None:
+    def __init__(self, url: str, model_name: str = MODEL_NAME, max_attempts: int = 5,
+                 shared: SharedInputs | None = None) -> None:
         self.url = url
+        self.shared = shared
         self.model_name = model_name
         self.max_attempts = max_attempts
         self._lock = threading.Lock()
@@ -150,12 +156,28 @@ class TritonInspector:
         datatype = WIRE_DATATYPE[data.dtype.name]
 
         def request(client: grpcclient.InferenceServerClient, remaining: float) -> grpcclient.InferResult:
-            tensor = grpcclient.InferInput(INPUT_PATCHES, list(data.shape), datatype)
-            tensor.set_data_from_numpy(data)
             outputs = [grpcclient.InferRequestedOutput(name) for name in names]
             queue_timeout_us = max(1, int((remaining - QUEUE_TIMEOUT_MARGIN_S) * 1_000_000))
-            return client.infer(self.model_name, [tensor], model_version="" if version is None else str(version),
-                                outputs=outputs, timeout=queue_timeout_us, client_timeout=remaining)
+
+            def send(tensor: grpcclient.InferInput) -> grpcclient.InferResult:
+                return client.infer(self.model_name, [tensor], model_version="" if version is None else str(version),
+                                    outputs=outputs, timeout=queue_timeout_us, client_timeout=remaining)
+
+            if self.shared is not None and data.nbytes <= self.shared.region_bytes:
+                with self.shared.lease(client) as region:  # held until Triton has answered
+                    if region is not None:
+                        region.write(data)
+                        tensor = grpcclient.InferInput(INPUT_PATCHES, list(data.shape), datatype)
+                        tensor.set_shared_memory(region.name, data.nbytes)
+                        try:
+                            return send(tensor)
+                        except InferenceServerException as exc:
+                            if "shared memory" not in (exc.message() or "").lower():
+                                raise
+                            self.shared.invalidate()  # a restarted Triton forgot it: this call goes by gRPC
+            tensor = grpcclient.InferInput(INPUT_PATCHES, list(data.shape), datatype)
+            tensor.set_data_from_numpy(data)
+            return send(tensor)
 
         try:
             return self._call(request, deadline, what)
