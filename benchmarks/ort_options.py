@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model_path = a.repository / MODEL_NAME / str(version) / ONNX_FILENAME
     calibration = load_version_calibration(a.repository, version)
-    thresholds = calibration.serving_thresholds().as_array()[[lb.region for lb in acquisition_labels(recipe)]]
+    thresholds = calibration.serving_thresholds.as_array()[[lb.region for lb in acquisition_labels(recipe)]]
     float_input = session(model_path).get_inputs()[0].type == "tensor(float)"
 
     def model_inputs(frames_list: list[np.ndarray]) -> list[np.ndarray]:
