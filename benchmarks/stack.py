@@ -219,21 +219,14 @@ def heatmap_cost(url: str, pixels: np.ndarray, version: int, calls: int) -> list
 
 
 def pixel_copy(repository: Path, version: int | None, scratch: Path) -> tuple[Path, int]:
-    """A scratch repository holding `version` and a rewritten copy of it that takes uint8 pixels."""
-    import shutil
-
-    from trainer.onnx_pixel_input import rewrite_version
+    """A scratch repository holding `version` (default: the newest) and its uint8-pixel rewrite."""
+    from trainer.onnx_pixel_input import pixel_copy_repository
     from vialguard.model_repository import latest_version
 
     version = version if version is not None else latest_version(repository)
     if version is None:
         raise SystemExit(f"no published version in {repository}")
-    source, target = repository / MODEL_NAME, scratch / "model_repository" / MODEL_NAME
-    target.mkdir(parents=True)
-    for name in ("config.pbtxt", "configs"):
-        (shutil.copytree if (source / name).is_dir() else shutil.copy2)(source / name, target / name)
-    shutil.copytree(source / str(version), target / str(version))
-    return target.parent, rewrite_version(target.parent, version, 8)
+    return pixel_copy_repository(repository, version, scratch)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -88,3 +88,20 @@ def rewrite_version(repository: Path, version: int, bit_depth: int) -> int:
         (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
     return publish_version(repository, write)
+
+
+def pixel_copy_repository(repository: Path, version: int, scratch: Path, bit_depth: int = 8) -> tuple[Path, int]:
+    """A scratch model repository with ``version`` and its pixel-input rewrite: (repository, the new version).
+
+    For measuring and testing the pixel path on a version exported before it existed,
+    without touching the real repository.
+    """
+    source, target = Path(repository) / "inspector", Path(scratch) / "model_repository" / "inspector"
+    target.mkdir(parents=True)
+    for name in ("config.pbtxt", "configs"):
+        if (source / name).is_dir():
+            shutil.copytree(source / name, target / name)
+        elif (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+    shutil.copytree(source / str(version), target / str(version))
+    return target.parent, rewrite_version(target.parent, version, bit_depth)

@@ -55,6 +55,10 @@ class Inspector(Protocol):
         """
         ...
 
+    def heatmaps_apart(self) -> bool:
+        """Whether the served version answers heatmaps of a few patches (else ask for them in ``infer``)."""
+        ...
+
     def heatmaps(self, patches: np.ndarray, model_version: int, timeout_s: float) -> np.ndarray:
         """Heatmaps [N, P, P, 1] float32 of patches, from exactly ``model_version`` (the one that scored)."""
         ...
