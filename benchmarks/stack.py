@@ -219,13 +219,18 @@ def heatmap_cost(url: str, pixels: np.ndarray, version: int, calls: int) -> list
 
 
 def pixel_copy(repository: Path, version: int | None, scratch: Path) -> tuple[Path, int]:
-    """A scratch repository holding `version` (default: the newest) and its uint8-pixel rewrite."""
+    """A scratch repository holding `version` (default: the newest) and its uint8-pixel rewrite.
+
+    A version that already takes pixels is served as it is, from `repository`.
+    """
     from trainer.onnx_pixel_input import pixel_copy_repository
-    from vialguard.model_repository import latest_version
+    from vialguard.model_repository import latest_version, version_input_datatype
 
     version = version if version is not None else latest_version(repository)
     if version is None:
         raise SystemExit(f"no published version in {repository}")
+    if version_input_datatype(repository, version) != "FP32":
+        return repository, version
     return pixel_copy_repository(repository, version, scratch)
 
 
@@ -267,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         repository, version = a.repository, a.version
         if a.pixel_input:
             repository, version = pixel_copy(a.repository, a.version, Path(scratch))
-            print(f"serving version {version}: a copy of version {version - 1} of {a.repository} that takes uint8 "
-                  f"pixels (scratch repository {repository})", flush=True)
+            if repository != a.repository:
+                print(f"serving version {version}: a copy of version {version - 1} of {a.repository} that takes "
+                      f"uint8 pixels (scratch repository {repository})", flush=True)
         settings = StackSettings(run_dir=a.run_dir or Path(scratch) / "run", repository=repository,
                                  recipe=a.recipe, version=version, shared_memory=not a.no_shared_memory)
         try:
