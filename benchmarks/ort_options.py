@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME, OUTPUT_PHI, OUTPUT_SCORE
+from vialguard.inspector_io import (INPUT_PATCHES, LOCAL_SCORE_FILENAME, MODEL_NAME, ONNX_FILENAME, OUTPUT_PHI,
+                                    OUTPUT_SCORE)
 from vialguard.model_repository import latest_version, load_version_calibration
 from vialguard.patching import acquisition_labels, cut_acquisition_pixels, select_inspected, to_unit_float
 from vialguard.recipe import DEFAULT_RECIPE_ID, load_recipe
@@ -106,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     calibration = load_version_calibration(a.repository, version)
     thresholds = calibration.serving_thresholds.as_array()[[lb.region for lb in acquisition_labels(recipe)]]
     float_input = session(model_path).get_inputs()[0].type == "tensor(float)"
+    local_path = model_path.parent / LOCAL_SCORE_FILENAME
+    if local_path.is_file():  # invariant 2 is read in units of the one SSIM (as export and the e2e test do)
+        from vialguard.local_score import LocalScoreModel
+
+        unit = float(LocalScoreModel.from_bytes(local_path.read_bytes()).scale.max())
+    else:
+        unit = 1.0
 
     def model_inputs(frames_list: list[np.ndarray]) -> list[np.ndarray]:
         pixels = [cut_acquisition_pixels(select_inspected(f, recipe), recipe) for f in frames_list]
@@ -135,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  INT8 quantization failed: {type(exc).__name__}: {exc}", flush=True)
         print(f"\nversion {version} ({model_path}), {len(held_out)} held-out acquisitions "
               f"({int(ref_reject.sum())} rejected by the served float32), serving thresholds '{calibration.serving}'")
+        print(f"score differences in SSIM units (x {unit:.4f}, the local score's largest good-patch spread); "
+              f"invariant 2 allows 1e-4")
         print(f"{'variant':<28} {'p50 ms':>8} {'p99 ms':>8} {'x served':>9} {'max|dscore|':>12} {'max|dphi|':>10} "
               f"{'decisions changed':>18}")
         print(f"{'served: float32 ALL':<28} {np.percentile(ref_ms, 50):8.1f} {np.percentile(ref_ms, 99):8.1f} "
@@ -144,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             changed = int(np.count_nonzero((scores > thresholds).any(axis=1) != ref_reject))
             print(f"{name:<28} {np.percentile(ms, 50):8.1f} {np.percentile(ms, 99):8.1f} "
                   f"{np.percentile(ref_ms, 50) / np.percentile(ms, 50):9.2f} "
-                  f"{float(np.abs(scores - ref_scores).max()):12.2e} {float(np.abs(phi - ref_phi).max()):10.2e} "
+                  f"{float(np.abs(scores - ref_scores).max()) * unit:12.2e} {float(np.abs(phi - ref_phi).max()):10.2e} "
                   f"{changed:>18d}", flush=True)
     print("BF16: not timed; onnxruntime's CPU execution provider has no BF16 Conv kernels on x86.")
     return 0
