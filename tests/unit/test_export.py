@@ -108,6 +108,12 @@ def test_version_directory_holds_model_calibration_report_and_provenance(
     assert manifest["profile"] == PROFILE.name and manifest["patch_size"] == PROFILE.patch_size
     assert manifest["probe_check"]["score_max_ssim_units"] <= export.SCORE_TOLERANCE
     assert manifest["probe_check"]["phi_max_abs_diff"] <= export.SCORE_TOLERANCE
+    assert manifest["io"]["input_datatype"] == "FP32"  # the tiny profile resamples: its patches are not crops
+    heat = ort.InferenceSession(str(vdir / io.HEATMAP_ONNX_FILENAME), providers=["CPUExecutionProvider"])
+    full = ort.InferenceSession(str(vdir / io.ONNX_FILENAME), providers=["CPUExecutionProvider"])
+    probes = export.probe_patches(PROFILE.patch_size, 4)
+    np.testing.assert_array_equal(heat.run([io.OUTPUT_HEATMAP], {io.INPUT_PATCHES: probes[:3]})[0],
+                                  full.run([io.OUTPUT_HEATMAP], {io.INPUT_PATCHES: probes})[0][:3])
 
 
 @pytest.mark.usefixtures("fast_convert")

@@ -86,3 +86,21 @@ def test_rewrite_version_publishes_a_new_version_and_leaves_the_old_one(tmp_path
     assert graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
     assert (version_dir(tmp_path, new) / "calibration.json").read_bytes() == \
         (version_dir(tmp_path, old) / "calibration.json").read_bytes()
+
+
+def test_the_heatmap_graph_of_the_committed_version_answers_a_few_patches_as_the_whole_graph() -> None:
+    """Version 3 fuses frames (whole acquisitions only); its heatmap subgraph takes any number of patches."""
+    from trainer.onnx_heatmap_graph import heatmap_subgraph
+    from vialguard.inspector_io import OUTPUT_HEATMAP
+    from vialguard.model_repository import latest_version
+
+    repository = Path(__file__).resolve().parents[2] / "model_repository"
+    model = (version_dir(repository, latest_version(repository) or 0) / "model.onnx").read_bytes()
+    pixels = cut_acquisition_pixels(_frames(np.uint8, seed=12), RECIPE)
+    whole = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    part = ort.InferenceSession(heatmap_subgraph(model), providers=["CPUExecutionProvider"])
+    flagged = [4, 17, 42]
+    want = whole.run([OUTPUT_HEATMAP], {INPUT_PATCHES: to_unit_float(pixels)})[0][flagged]
+    np.testing.assert_array_equal(part.run([OUTPUT_HEATMAP], {INPUT_PATCHES: to_unit_float(pixels[flagged])})[0], want)
+    with pytest.raises(Exception, match="reshape"):  # why the subgraph exists: the whole graph refuses 3 patches
+        whole.run([OUTPUT_HEATMAP], {INPUT_PATCHES: to_unit_float(pixels[flagged])})
