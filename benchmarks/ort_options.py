@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     held_out = model_inputs([f for _, f in render_frames(recipe, a.acquisitions)])
     goods = model_inputs([acq.frames for acq in make_kit(a.calibration, 0, runs=1, seed=20261201, recipe=recipe)])
 
-    ref_scores, ref_phi, ref_ms = run_all(session(model_path), held_out)
+    served = session(model_path)
+    run_all(served, held_out)  # one untimed pass: the first session's first calls ran slow here
+    ref_scores, ref_phi, ref_ms = run_all(served, held_out)
     ref_reject = (ref_scores > thresholds).any(axis=1)
     variants: list[tuple[str, object]] = [
         ("float32 DISABLE_ALL", session(model_path, "ORT_DISABLE_ALL")),
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         ("float32 ALL, 1 thread", session(model_path, threads=1)),
         ("float32 ALL, 2 threads", session(model_path, threads=2)),
         ("float32 ALL, parallel exec", session(model_path, parallel=True)),
+        ("served again (drift check)", served),
     ]
     with tempfile.TemporaryDirectory(prefix="vialguard-int8-") as scratch:
         if not a.no_int8:
