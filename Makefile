@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` (run the stack with a simulated
 # camera) and `make test` (the default test run, also what CI runs).
 # Extra demo arguments: make demo ARGS="--good 5 --defective 5 --pace-ms 500"
-.PHONY: setup test test-slow demo train-cpu elpv bench bench-inference bench-training bench-stack \
+.PHONY: setup test test-slow demo train-cpu elpv bench bench-inference bench-training bench-stack bench-ort \
         proto sim-kit verify-audit campaign
 
 PY := .venv/bin/python
@@ -39,8 +39,11 @@ bench-inference: setup
 bench-training: setup
 	$(PY) -m benchmarks.training
 
+bench-ort: setup
+	$(PY) -m benchmarks.ort_options --repository model_repository
+
 bench-stack: setup
-	$(PY) -m benchmarks.stack --repository model_repository
+	$(PY) -m benchmarks.stack --repository model_repository --pixel-input --concurrency 1,2
 
 proto: setup
 	scripts/gen_proto.sh

@@ -1,23 +1,28 @@
 """What each layer of the serving stack costs: bare ONNX Runtime vs Triton vs the whole stack.
 
-In one run, on the same model version, machine and pre-rendered acquisitions:
+In one run, on the same model version, machine and pre-rendered acquisitions,
+at each concurrency asked for (calls in flight at once):
 
 1. bare ONNX Runtime: the version's model.onnx, with the thread settings of the
    Triton CPU config (the Python backend's model.py reads them the same way),
-   on the 60 patches cut by vialguard.patching;
-2. Triton `inspector` through tritonclient (preprocessor.inspector_client.TritonInspector);
+   on the 60 patches cut by vialguard.patching, asking for score and phi (what
+   the stack asks for);
+2. Triton `inspector` through tritonclient (preprocessor.inspector_client.TritonInspector),
+   patches over gRPC, then through system shared memory;
 3. the full stack (local redis-server, tritonserver, aggregator, preprocessor)
    through gRPC Inspect from the simulated camera: inspected frames only, RAW.
 
-Reports acquisitions/s and p50/p99 latency per acquisition for each, the ratios
-Triton/bare and stack/bare, where the stack's time goes (the stage timings each
-Verdict carries), and what moving the heatmaps costs. Rendering is done once,
-before any clock starts; every path warms up first. Prints figures only and
-never fails on time: the aims (stack >= 0.9x bare, p99 well inside the 500 ms
-slot) are reported as met or not.
+Reports acquisitions/s and p50/p99 latency per acquisition for each, the ratios to
+bare, where the stack's time goes (the stage timings each Verdict carries), and
+what moving heatmaps costs. ``--pixel-input`` serves a rewritten copy of the
+version that takes the camera's uint8 pixels (trainer.onnx_pixel_input, in a
+scratch repository) for a version exported before pixel inputs. Rendering is done
+once, before any clock starts; every path warms up first. Prints figures only and
+never fails on time: the aims (stack >= 0.9x bare, p99 <= 300 ms) are reported as
+met or not.
 
-    python -m benchmarks.stack [--repository model_repository] [--version N]
-                               [--acquisitions 100] [--concurrency 1]
+    python -m benchmarks.stack [--repository model_repository] [--version N] [--pixel-input]
+                               [--acquisitions 100] [--concurrency 1,2]
 """
 from __future__ import annotations
 
@@ -35,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.stack_figures import PathFigures, percentile_ms, ratio_lines, stage_lines, table_lines
-from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME, OUTPUT_HEATMAP, OUTPUT_SCORE
-from vialguard.patching import cut_acquisition, select_inspected
+from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME, OUTPUT_PHI, OUTPUT_SCORE
+from vialguard.patching import cut_acquisition, cut_acquisition_pixels, is_native, select_inspected, to_unit_float
 from vialguard.recipe import DEFAULT_RECIPE_ID, Recipe, load_recipe
 
 CALL_TIMEOUT_S = 60.0  # generous: a slow call is measured, not cut off
@@ -99,7 +104,7 @@ def run_bare(onnx_path: Path, threads: int, patches: list[np.ndarray], n: int, w
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    outputs = [OUTPUT_SCORE, OUTPUT_HEATMAP]  # the backend computes both for every request
+    outputs = [OUTPUT_SCORE, OUTPUT_PHI]  # what the stack asks for (ORT runs the whole graph either way)
 
     def call(i: int) -> float:
         t0 = time.perf_counter()
@@ -110,11 +115,15 @@ def run_bare(onnx_path: Path, threads: int, patches: list[np.ndarray], n: int, w
 
 
 def run_triton(url: str, version: int, patches: list[np.ndarray], n: int, warmup: int,
-               concurrency: int) -> PathFigures:
+               concurrency: int, shm_key: str | None = None) -> PathFigures:
+    """Triton through the preprocessor's own client; ``shm_key``: patches through shared memory."""
     from preprocessor.inspector_client import TritonInspector
+    from preprocessor.shared_inputs import SharedInputs, shm_headers
     from vialguard.inference import InferenceUnavailable
 
-    inspector = TritonInspector(url)
+    shared = (SharedInputs(concurrency, max(p.nbytes for p in patches) * 4, shm_headers(shm_key))
+              if shm_key is not None else None)
+    inspector = TritonInspector(url, shared=shared)
     other_versions: set[int] = set()
 
     def call(i: int) -> float | None:
@@ -129,7 +138,13 @@ def run_triton(url: str, version: int, patches: list[np.ndarray], n: int, warmup
         return (time.perf_counter() - t0) * 1e3
 
     try:
-        figures = timed("Triton", call, n, warmup, concurrency)
+        figures = timed("Triton shm" if shared else "Triton gRPC", call, n, warmup, concurrency)
+        if shared is not None:
+            import tritonclient.grpc as grpcclient
+
+            admin = grpcclient.InferenceServerClient(url)
+            shared.close(admin)
+            admin.close()
     finally:
         inspector.close()
     if other_versions:
@@ -172,48 +187,51 @@ def run_stack(target: str, recipe: Recipe, version: int, frames: list[tuple[str,
     return figures
 
 
-def heatmap_cost(url: str, patches: np.ndarray, calls: int, model_ms: float) -> list[str]:
-    """Triton asked for the score only vs score + heatmap: what shipping the heatmap back costs.
+def heatmap_cost(url: str, pixels: np.ndarray, version: int, calls: int) -> list[str]:
+    """What a heatmap costs: score + phi only, with all 60 heatmaps, and the heatmaps of 3 patches apart."""
+    from preprocessor.inspector_client import TritonInspector
 
-    The request tensor is serialised once for both arms, so the two medians leave
-    out the input's serialisation (the Triton row includes it); their difference
-    is the heatmap's gRPC trip and client-side decoding.
-    """
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url)
-    tensor = grpcclient.InferInput(INPUT_PATCHES, list(patches.shape), "FP32")
-    tensor.set_data_from_numpy(patches)
-    asks = {wanted: [grpcclient.InferRequestedOutput(name) for name in wanted]
-            for wanted in ((OUTPUT_SCORE,), (OUTPUT_SCORE, OUTPUT_HEATMAP))}
-    samples: dict[tuple[str, ...], list[float]] = {wanted: [] for wanted in asks}
-
-    def once(outputs: list) -> float:  # type: ignore[type-arg]
-        t0 = time.perf_counter()
-        client.infer(MODEL_NAME, [tensor], outputs=outputs, client_timeout=CALL_TIMEOUT_S)
-        return (time.perf_counter() - t0) * 1e3
-
+    inspector = TritonInspector(url)
+    apart = inspector.heatmaps_apart()
+    arms: dict[str, Callable[[], object]] = {
+        "score + phi": lambda: inspector.infer(pixels, CALL_TIMEOUT_S),
+        "score + phi + 60 heatmaps": lambda: inspector.infer(pixels, CALL_TIMEOUT_S, heatmaps=True),
+    }
+    if apart:
+        arms["3 heatmaps apart"] = lambda: inspector.heatmaps(pixels[:3], version, CALL_TIMEOUT_S)
+    samples: dict[str, list[float]] = {name: [] for name in arms}
     try:
-        for k in range(calls + 3):  # interleaved, so a shared machine's load drift hits both alike
-            for wanted, outputs in asks.items():
-                latency = once(outputs)
+        for k in range(calls + 3):  # interleaved, so a shared machine's load drift hits all alike
+            for name, arm in arms.items():
+                t0 = time.perf_counter()
+                arm()
                 if k >= 3:
-                    samples[wanted].append(latency)
+                    samples[name].append((time.perf_counter() - t0) * 1e3)
     finally:
-        client.close()
-    medians = {wanted: percentile_ms(values, 50) for wanted, values in samples.items()}
-    score_only, both = medians[(OUTPUT_SCORE,)], medians[(OUTPUT_SCORE, OUTPUT_HEATMAP)]
-    side = patches.shape[1]
-    mb = patches.nbytes / 1e6
-    paper_mb = patches.shape[0] * 256 * 256 * 4 / 1e6
-    return [
-        f"heatmap transfer at {side} px: input {mb:.2f} MB and heatmap {mb:.2f} MB per acquisition "
-        f"(at 256 px: {paper_mb:.1f} MB each)",
-        f"  Triton p50 over {calls} calls: score only {score_only:.2f} ms, score + heatmap {both:.2f} ms: "
-        f"the heatmap's trip back costs {both - score_only:.2f} ms ({100 * (both - score_only) / both:.1f} % "
-        "of the call; the backend computes it either way)",
-        f"  that is x{(both - score_only) / model_ms:.2f} the bare model's p50 ({model_ms:.2f} ms)",
-    ]
+        inspector.close()
+    heat_mb = pixels.shape[0] * pixels.shape[1] * pixels.shape[2] * 4 / 1e6
+    lines = [f"heatmaps (Triton p50 over {calls} calls; {pixels.nbytes / 1e6:.2f} MB of patches in, "
+             f"{heat_mb:.1f} MB of float32 heatmaps back when all 60 are asked for):"]
+    lines += [f"  {name:<28} {percentile_ms(values, 50):8.2f} ms" for name, values in samples.items()]
+    if not apart:
+        lines.append("  (this version has no heatmap.onnx: the stack asks for all 60 with the scores)")
+    return lines
+
+
+def pixel_copy(repository: Path, version: int | None, scratch: Path) -> tuple[Path, int]:
+    """A scratch repository holding `version` (default: the newest) and its uint8-pixel rewrite.
+
+    A version that already takes pixels is served as it is, from `repository`.
+    """
+    from trainer.onnx_pixel_input import pixel_copy_repository
+    from vialguard.model_repository import latest_version, version_input_datatype
+
+    version = version if version is not None else latest_version(repository)
+    if version is None:
+        raise SystemExit(f"no published version in {repository}")
+    if version_input_datatype(repository, version) != "FP32":
+        return repository, version
+    return pixel_copy_repository(repository, version, scratch)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -224,15 +242,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="model repository (default: %(default)s)")
     p.add_argument("--version", type=int, default=None, help="model version (default: the newest published)")
     p.add_argument("--acquisitions", type=int, default=100, help="timed acquisitions per path (default: %(default)s)")
-    p.add_argument("--concurrency", type=int, default=1, help="calls in flight at once (default: %(default)s)")
+    p.add_argument("--concurrency", default="1,2",
+                   help="calls in flight at once, comma-separated for several runs (default: %(default)s)")
+    p.add_argument("--pixel-input", action="store_true",
+                   help="serve a rewritten copy of the version that takes uint8 pixels (scratch repository)")
+    p.add_argument("--no-shared-memory", action="store_true", help="the stack's preprocessor sends patches over gRPC")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls per path first (default: %(default)s)")
     p.add_argument("--distinct", type=int, default=4,
                    help="acquisitions rendered once and reused in turn (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE_ID)
-    p.add_argument("--no-heatmap-cost", action="store_true", help="skip the score-only vs score+heatmap check")
+    p.add_argument("--no-heatmap-cost", action="store_true", help="skip the heatmap cost check")
     p.add_argument("--run-dir", type=Path, default=None, help="keep the stack's logs here (default: a temporary dir)")
     a = p.parse_args(argv)
-    if a.acquisitions < 1 or a.concurrency < 1 or a.warmup < 0 or a.distinct < 1:
+    try:
+        a.concurrency = [int(c) for c in str(a.concurrency).split(",")]
+    except ValueError:
+        p.error(f"--concurrency takes integers like 1,2, got {a.concurrency!r}")
+    if a.acquisitions < 1 or min(a.concurrency) < 1 or a.warmup < 0 or a.distinct < 1:
         p.error("--acquisitions, --concurrency and --distinct must be >= 1, --warmup >= 0")
     return a
 
@@ -243,8 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     recipe = load_recipe(a.recipe)
     with tempfile.TemporaryDirectory(prefix="vialguard-stack-bench-") as scratch:
-        settings = StackSettings(run_dir=a.run_dir or Path(scratch) / "run", repository=a.repository,
-                                 recipe=a.recipe, version=a.version)
+        repository, version = a.repository, a.version
+        if a.pixel_input:
+            repository, version = pixel_copy(a.repository, a.version, Path(scratch))
+            if repository != a.repository:
+                print(f"serving version {version}: a copy of version {version - 1} of {a.repository} that takes "
+                      f"uint8 pixels (scratch repository {repository})", flush=True)
+        settings = StackSettings(run_dir=a.run_dir or Path(scratch) / "run", repository=repository,
+                                 recipe=a.recipe, version=version, shared_memory=not a.no_shared_memory)
         try:
             preflight(settings)  # refuse before rendering; local_stack checks again when it starts
         except StackNotReady as exc:
@@ -252,40 +284,51 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"rendering {a.distinct} acquisitions (not timed) ...", flush=True)
         frames = render_frames(recipe, a.distinct)
-        threads = backend_threads(a.repository)
+        threads = backend_threads(repository)
         print("starting the local stack ...", flush=True)
+        runs: list[tuple[int, list[PathFigures], dict[str, list[float]], list[float]]] = []
         with local_stack(settings, log=lambda line: print(f"  {line}", flush=True)) as stack:
             import onnxruntime as ort
 
-            onnx_path = a.repository / MODEL_NAME / str(stack.model_version) / ONNX_FILENAME
-            side = int(ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-                       .get_inputs()[0].shape[1])
-            patches = [cut_acquisition(select_inspected(f, recipe), recipe, side) for _, f in frames]
-            print(f"model {MODEL_NAME} v{stack.model_version} ({onnx_path}), {side}x{side} patches, "
-                  f"{patches[0].shape[0]} per acquisition; ORT intra_op_num_threads={threads} (0 = ORT default), "
-                  f"onnxruntime {ort.__version__} here; {os.cpu_count()} CPUs, load average "
-                  f"{os.getloadavg()[0]:.1f} at start; {a.acquisitions} acquisitions per path, concurrency "
-                  f"{a.concurrency}, warm-up {a.warmup}", flush=True)
-            n, w, c = a.acquisitions, a.warmup, a.concurrency
-            bare = run_bare(onnx_path, threads, patches, n, w, c)
-            print(f"  bare ORT done: {bare.per_second:.1f} acq/s", flush=True)
-            triton = run_triton(stack.triton_grpc_url, stack.model_version, patches, n, w, c)
-            print(f"  Triton done: {triton.per_second:.1f} acq/s", flush=True)
-            stages: dict[str, list[float]] = {}
-            encode_ms: list[float] = []
-            full = run_stack(stack.preprocessor_target, recipe, stack.model_version, frames, n, w, c, stages,
-                             encode_ms)
-            print(f"  stack done: {full.per_second:.1f} acq/s", flush=True)
+            onnx_path = repository / MODEL_NAME / str(stack.model_version) / ONNX_FILENAME
+            model_input = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0]
+            side = int(model_input.shape[1])
+            native = is_native(recipe, side)
+            pixels = [cut_acquisition_pixels(select_inspected(f, recipe), recipe) if native
+                      else cut_acquisition(select_inspected(f, recipe), recipe, side) for _, f in frames]
+            fed = pixels if model_input.type != "tensor(float)" else [to_unit_float(p) for p in pixels]
+            print(f"model {MODEL_NAME} v{stack.model_version} ({onnx_path}), {side}x{side} patches as "
+                  f"{model_input.type}, {pixels[0].shape[0]} per acquisition ({pixels[0].nbytes / 1e6:.1f} MB sent "
+                  f"by the preprocessor); ORT intra_op_num_threads={threads} (0 = ORT default), onnxruntime "
+                  f"{ort.__version__} here; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+                  f"{a.acquisitions} acquisitions per path, warm-up {a.warmup}; stack preprocessor: "
+                  f"{'gRPC' if a.no_shared_memory else 'shared memory'} to Triton", flush=True)
+            n, w = a.acquisitions, a.warmup
+            for c in a.concurrency:
+                bare = run_bare(onnx_path, threads, fed, n, w, c)
+                print(f"  c={c} bare ORT done: {bare.per_second:.1f} acq/s", flush=True)
+                grpc_path = run_triton(stack.triton_grpc_url, stack.model_version, pixels, n, w, c)
+                print(f"  c={c} Triton gRPC done: {grpc_path.per_second:.1f} acq/s", flush=True)
+                shm_path = run_triton(stack.triton_grpc_url, stack.model_version, pixels, n, w, c,
+                                      shm_key=stack.triton_shm_key)
+                print(f"  c={c} Triton shm done: {shm_path.per_second:.1f} acq/s", flush=True)
+                stages: dict[str, list[float]] = {}
+                encode_ms: list[float] = []
+                full = run_stack(stack.preprocessor_target, recipe, stack.model_version, frames, n, w, c, stages,
+                                 encode_ms)
+                print(f"  c={c} stack done: {full.per_second:.1f} acq/s", flush=True)
+                runs.append((c, [bare, grpc_path, shm_path, full], stages, encode_ms))
             extra = ([] if a.no_heatmap_cost
-                     else heatmap_cost(stack.triton_grpc_url, patches[0], min(n, 30), bare.p50_ms))
-    print()
-    for line in table_lines([bare, triton, full]) + [""] + ratio_lines(bare, triton, full):
-        print(line)
-    print("\nwhere the stack's time goes (per acquisition, from each Verdict's stage timings):")
-    for line in stage_lines(stages):
-        print(f"  {line}")
-    print(f"  (decode_ms counts from the call's arrival: identity check and replay claim included; the camera "
-          f"built each RAW request in p50 {percentile_ms(encode_ms, 50):.2f} ms before its clock started)")
+                     else heatmap_cost(stack.triton_grpc_url, pixels[0], stack.model_version, min(n, 30)))
+    for c, rows, stages, encode_ms in runs:
+        print(f"\n== concurrency {c} ==")
+        for line in table_lines(rows) + [""] + ratio_lines(rows[0], *rows[1:]):
+            print(line)
+        print("where the stack's time goes (per acquisition, from each Verdict's stage timings):")
+        for line in stage_lines(stages):
+            print(f"  {line}")
+        print(f"  (decode_ms counts from the call's arrival: identity check and replay claim included; the camera "
+              f"built each RAW request in p50 {percentile_ms(encode_ms, 50):.2f} ms before its clock started)")
     for line in extra:
         print(line)
     return 0

@@ -70,17 +70,22 @@ def table_lines(rows: Sequence[PathFigures]) -> list[str]:
     return lines
 
 
-def ratio_lines(bare: PathFigures, triton: PathFigures, stack: PathFigures) -> list[str]:
-    """Triton/bare and stack/bare for throughput and p50/p99, and whether the aims are met."""
+STACK_P99_AIM_MS = 300.0  # issue 9: p99 <= 300 ms on 2 cores
+
+
+def ratio_lines(bare: PathFigures, *layers: PathFigures) -> list[str]:
+    """Each layer/bare for throughput and p50/p99, and whether the aims are met (the last layer is the stack)."""
+    stack = layers[-1]
     lines = []
-    for layer in (triton, stack):
+    for layer in layers:
         lines.append(f"{layer.name}/{bare.name}: throughput x{ratio(layer.per_second, bare.per_second):.2f}, "
                      f"p50 x{ratio(layer.p50_ms, bare.p50_ms):.2f}, p99 x{ratio(layer.p99_ms, bare.p99_ms):.2f}")
     kept = ratio(stack.per_second, bare.per_second)
     lines.append(f"aim: stack throughput >= {STACK_THROUGHPUT_AIM:.1f}x bare: "
                  f"{'met' if kept >= STACK_THROUGHPUT_AIM else 'NOT met'} (x{kept:.2f})")
-    lines.append(f"aim: stack p99 well inside the {SLOT_MS:.0f} ms slot: p99 {stack.p99_ms:.1f} ms = "
-                 f"{100 * stack.p99_ms / SLOT_MS:.1f} % of the slot, {stack.over_slot} of {stack.completed} over it")
+    lines.append(f"aim: stack p99 <= {STACK_P99_AIM_MS:.0f} ms: {'met' if stack.p99_ms <= STACK_P99_AIM_MS else 'NOT met'} "
+                 f"(p99 {stack.p99_ms:.1f} ms = {100 * stack.p99_ms / SLOT_MS:.1f} % of the {SLOT_MS:.0f} ms slot, "
+                 f"{stack.over_slot} of {stack.completed} over it)")
     return lines
 
 

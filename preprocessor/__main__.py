@@ -18,16 +18,27 @@ from preprocessor.server import start_server
 from vialguard.errors import RecipeError
 from vialguard.inference import Inspector
 from vialguard.metrics import serve_metrics
-from vialguard.recipe import load_recipe
+from vialguard.recipe import Recipe, load_recipe
 
 log = logging.getLogger("preprocessor")
 
 
-def make_inspector(config: PreprocessorConfig) -> Inspector:
-    """The Triton client, imported here so tests and tools never need tritonclient."""
+def make_inspector(config: PreprocessorConfig, recipe: Recipe) -> Inspector:
+    """The Triton client, imported here so tests and tools never need tritonclient.
+
+    With shared memory on: one region per inference slot, each the size of one
+    acquisition's float32 patches (the largest a version takes).
+    """
     from preprocessor.inspector_client import TritonInspector
 
-    return TritonInspector(config.triton_url, config.model_name)
+    shared = None
+    if config.triton_shared_memory:
+        from preprocessor.shared_inputs import SharedInputs, shm_headers
+
+        key = open(config.triton_shm_key_file).read().strip() if config.triton_shm_key_file else ""
+        region_bytes = recipe.patches_per_acquisition * recipe.patch_size ** 2 * 4
+        shared = SharedInputs(config.max_inflight, region_bytes, shm_headers(key))
+    return TritonInspector(config.triton_url, config.model_name, shared=shared)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         recipe = load_recipe(config.recipe)
-        inspector = make_inspector(config)
+        inspector = make_inspector(config, recipe)
         # Triton's own readiness, unless the client can say it (a cached patch size cannot).
         probe = None if callable(getattr(inspector, "is_ready", None)) else triton_probe(config.triton_url,
                                                                                         config.model_name)

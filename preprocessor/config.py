@@ -20,6 +20,11 @@ class PreprocessorConfig:
     port: int = 50051
     redis_url: str = "redis://localhost:6379/0"
     triton_url: str = "localhost:8001"          # KServe v2 gRPC endpoint of Triton
+    # Patches to Triton through system shared memory: only where Triton runs on this host
+    # (preprocessor.shared_inputs); gRPC stays the fallback. Registration is Triton's restricted
+    # shared-memory protocol: the key is read from this file (the shared-memory key only).
+    triton_shared_memory: bool = False
+    triton_shm_key_file: str = ""
     recipe: str = "bfs5-10ml"                   # shipped recipe id or a YAML path
     model_name: str = "inspector"
     # Budget of one Inspect when the caller sets no deadline (the line slot is 500 ms).
@@ -92,6 +97,8 @@ ENV_VARS: dict[str, str] = {
     "VIALGUARD_GRPC_PORT": "port",
     "VIALGUARD_REDIS_URL": "redis_url",
     "VIALGUARD_TRITON_URL": "triton_url",
+    "PREPROCESSOR_TRITON_SHARED_MEMORY": "triton_shared_memory",
+    "PREPROCESSOR_TRITON_SHM_KEY_FILE": "triton_shm_key_file",
     "VIALGUARD_RECIPE": "recipe",
     "VIALGUARD_MODEL_NAME": "model_name",
     "VIALGUARD_DEADLINE_MS": "deadline_ms",

@@ -3,7 +3,8 @@
 Inspect reads as a straight line: validate the fields and frame headers ->
 replay check (same frames as the first call under this id?) -> decode and cut
 the patches with vialguard.patching (the one patching path) -> an inference slot
-(admission control) -> infer -> queue the scores -> wait for the verdict.
+(admission control) -> infer (score and phi) -> queue the scores -> wait for the
+verdict -> for a reject only, the heatmaps of the patches it names.
 Every failure leaves as a gRPC status whose message says what went wrong,
 which component, and whether anything was queued: once the scores are queued,
 the verdict is produced and kept even if the caller has gone, and a retry with
@@ -81,6 +82,7 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
+HEATMAP_ANSWER_MARGIN_S = 0.01  # a reject's heatmap fetch ends this long before the caller's deadline
 STOP_MARGIN_S = 0.25  # a call in flight at SIGTERM answers this long before the grace period ends
 
 
@@ -181,7 +183,7 @@ class InspectionService(pb_grpc.InspectionServicer):
         aggregation = verdict.timings_ms.get("aggregator_decide_ms", 0.0)
         local_ms["queue_ms"] = max(0.0, _ms(queued_at) - aggregation)
         if verdict.decision == "REJECT":
-            self._keep_heatmaps(verdict, result, patches)
+            self._keep_heatmaps(verdict, result, patches, deadline)
         return self._answer(verdict, local_ms, started, replayed=False)
 
     def _score_and_queue(
@@ -206,7 +208,12 @@ class InspectionService(pb_grpc.InspectionServicer):
                                   f"the deadline passed before inference could start (decoding and patching took "
                                   f"{(cut - started) * 1000:.0f} ms); nothing was queued, retry with a longer "
                                   f"deadline")
-                result = self._call_inspector(lambda: self._inspector.infer(patches, timeout_s=deadline.remaining()))
+                # A version that answers heatmaps of a few patches gets asked for them after a reject
+                # only; an older one brings them back with the scores, as before (a second whole pass
+                # would not fit the slot).
+                with_heatmaps = not self._call_inspector(self._inspector.heatmaps_apart)
+                result = self._call_inspector(lambda: self._inspector.infer(
+                    patches, timeout_s=deadline.remaining(), heatmaps=with_heatmaps))
         except Shed as exc:
             raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         inferred = time.perf_counter()
@@ -282,18 +289,31 @@ class InspectionService(pb_grpc.InspectionServicer):
         reply.timings.total_ms = _ms(started)
         return reply
 
-    def _keep_heatmaps(self, verdict: VerdictMessage, result: InferenceResult, patches: np.ndarray) -> None:
+    def _keep_heatmaps(self, verdict: VerdictMessage, result: InferenceResult, patches: np.ndarray,
+                       deadline: Deadline) -> None:
         """Best effort: the verdict stands even when its heatmaps cannot be kept.
 
-        The inspected patch is kept beside its heatmap, so the operator screen can
-        lay one over the other: nothing else outside the preprocessor holds its pixels.
+        Only the patches the verdict names (the over-threshold ones) are fetched, from
+        the version that scored them, within what is left of the caller's deadline
+        (HEATMAP_ANSWER_MARGIN_S kept for the answer). The inspected patch is kept
+        beside its heatmap, so the operator screen can lay one over the other:
+        nothing else outside the preprocessor holds its pixels.
         """
+        indices = [i for i in convert.heatmap_patches(verdict, self._recipe) if i < len(patches)]
+        if not indices:
+            return
         try:
-            indices = [i for i in convert.heatmap_patches(verdict, self._recipe) if i < len(result.heatmaps)]
-            self._heatmaps.put(verdict.acquisition_id,
-                               {i: to_png_gray(np.asarray(result.heatmaps[i])) for i in indices},
-                               {i: to_png_gray(np.asarray(patches[i])) for i in indices if i < len(patches)})
-        except (redis.RedisError, ValueError) as exc:
+            if result.heatmaps is not None:
+                heatmaps = {i: result.heatmaps[i] for i in indices}
+            else:
+                budget = deadline.remaining() - HEATMAP_ANSWER_MARGIN_S
+                if budget <= 0:
+                    raise InferenceTimeout("no time left before the caller's deadline")
+                fetched = self._inspector.heatmaps(patches[indices], result.model_version, timeout_s=budget)
+                heatmaps = dict(zip(indices, fetched))
+            self._heatmaps.put(verdict.acquisition_id, {i: to_png_gray(h) for i, h in heatmaps.items()},
+                               {i: to_png_gray(patches[i]) for i in indices})
+        except (redis.RedisError, ValueError, InferenceUnavailable) as exc:
             log.warning("heatmaps of rejected acquisition %s not kept: %s", verdict.acquisition_id, exc)
 
     # ---------------------------------------------------------- WatchVerdicts

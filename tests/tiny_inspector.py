@@ -4,10 +4,13 @@ Same tensor names, dtypes and shapes as the real export (vialguard.inspector_io)
 "reconstruction" X_hat = gain * 3x3 mean of X, score = gain * mean|X - X_hat|, phi = mean|X - X_hat|,
 heatmap = per-patch min-max normalised |X - X_hat|. Different ``gain`` values give
 versions that answer differently, which the hot-update test needs to tell them
-apart. Built with onnx.helper (milliseconds, no TensorFlow).
+apart. Built with onnx.helper (milliseconds, no TensorFlow). With ``bit_depth`` the
+graph takes uint8/uint16 pixels through the same scaling prefix a rewritten real
+version has (trainer.onnx_pixel_input).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +19,17 @@ from onnx import TensorProto, helper
 
 from vialguard.calibration import Calibration
 from vialguard.decision import RegionThresholds
-from vialguard.inspector_io import (CALIBRATION_FILENAME, INPUT_PATCHES, ONNX_FILENAME, OUTPUT_HEATMAP, OUTPUT_PHI,
-                                    OUTPUT_SCORE)
+from trainer.onnx_heatmap_graph import heatmap_subgraph
+from trainer.onnx_pixel_input import prepend_pixel_scaling
+from vialguard.inspector_io import (CALIBRATION_FILENAME, HEATMAP_ONNX_FILENAME, INPUT_PATCHES, MANIFEST_FILENAME, ONNX_FILENAME,
+                                    OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE, input_datatype)
 from vialguard.model_repository import publish_version
 from vialguard.triton_backend import triton_backend_files
 
 OPSET = 17
 
 
-def tiny_inspector_onnx(patch_size: int, gain: float = 1.0) -> bytes:
+def tiny_inspector_onnx(patch_size: int, gain: float = 1.0, bit_depth: int | None = None) -> bytes:
     """Serialized ONNX model: patches [N, P, P, 1] -> score [N], heatmap [N, P, P, 1]."""
     p = patch_size
     const = lambda name, value: helper.make_node(  # noqa: E731
@@ -62,7 +67,8 @@ def tiny_inspector_onnx(patch_size: int, gain: float = 1.0) -> bytes:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized = model.SerializeToString()
+    return serialized if bit_depth is None else prepend_pixel_scaling(serialized, bit_depth)
 
 
 def tiny_calibration(patch_size: int, threshold: float) -> Calibration:
@@ -78,11 +84,21 @@ def tiny_calibration(patch_size: int, threshold: float) -> Calibration:
     )
 
 
-def publish_tiny_version(repository: Path, patch_size: int, gain: float, threshold: float) -> int:
-    """Publish one complete tiny version (ONNX, calibration, Triton adapter) and return its number."""
+def publish_tiny_version(repository: Path, patch_size: int, gain: float, threshold: float,
+                         bit_depth: int | None = None, heatmap_graph: bool = True) -> int:
+    """Publish one complete tiny version (ONNX, calibration, Triton adapter) and return its number.
+
+    ``heatmap_graph=False`` leaves heatmap.onnx out, as in versions exported before it existed.
+    """
 
     def write(staging: Path) -> None:
-        (staging / ONNX_FILENAME).write_bytes(tiny_inspector_onnx(patch_size, gain))
+        model = tiny_inspector_onnx(patch_size, gain, bit_depth)
+        (staging / ONNX_FILENAME).write_bytes(model)
+        if heatmap_graph:
+            (staging / HEATMAP_ONNX_FILENAME).write_bytes(heatmap_subgraph(model))
+        if bit_depth is not None:  # as the exporter records it; without it the rollout serves FP32
+            manifest = {"io": {"input": INPUT_PATCHES, "input_datatype": input_datatype(bit_depth)}}
+            (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest))
         tiny_calibration(patch_size, threshold).save(staging / CALIBRATION_FILENAME)
         for name, data in triton_backend_files().items():
             (staging / name).write_bytes(data)
@@ -92,3 +108,9 @@ def publish_tiny_version(repository: Path, patch_size: int, gain: float, thresho
 
 def random_patches(n: int, patch_size: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, patch_size, patch_size, 1), dtype=np.float32)
+
+
+def random_pixels(n: int, patch_size: int, seed: int = 0, dtype: type = np.uint8) -> np.ndarray:
+    """Camera pixels [N, P, P, 1], the whole range of ``dtype``."""
+    top = int(np.iinfo(dtype).max)
+    return np.random.default_rng(seed).integers(0, top, (n, patch_size, patch_size, 1), dtype=dtype, endpoint=True)

@@ -1,6 +1,8 @@
 """Export the `inspector` graph (generator + score + heatmap) as a new model version.
 
-One ONNX graph, input ``patches`` float32 [N, P, P, 1] in [0, 1], outputs
+One ONNX graph, input ``patches`` [N, P, P, 1]: the camera's uint8/uint16 pixels,
+scaled in the graph, when the profile's patches are the recipe's native crops (else
+float32 in [0, 1]; version.json's io.input_datatype says which), outputs
 ``score`` [N] (the one the decision uses), ``phi`` [N] and ``heatmap`` [N, P, P, 1]
 (names from vialguard.inspector_io), written with its calibration, the local score's
 statistics (local_score.npz, also baked into the graph), report, recipe digest and
@@ -11,7 +13,8 @@ invariant 4; version numbers only grow).
 
 Before anything is published, ONNX Runtime must give the Keras scores on a
 probe batch within 1e-4 (DESIGN invariant 2): a conversion that changes the
-numbers would silently move every threshold, so it is refused instead.
+numbers would silently move every threshold, so it is refused instead. The pixel
+prefix is added after that check, and must then change no output by a single bit.
 """
 from __future__ import annotations
 
@@ -31,13 +34,15 @@ from vialguard.calibration import Calibration
 from vialguard.errors import ModelVersionError
 from vialguard.local_score import LocalScoreModel
 from vialguard.model_repository import publish_version
+from vialguard.patching import is_native
 from vialguard.recipe import Recipe
 
 OPSET = 17
 SCORE_TOLERANCE = 1e-4
 HEATMAP_TOLERANCE = 1e-2   # min-max normalisation magnifies float noise where |X - X_hat| is flat
-MANIFEST_FILENAME = "version.json"
-RESERVED = (io.ONNX_FILENAME, io.CALIBRATION_FILENAME, MANIFEST_FILENAME, io.LOCAL_SCORE_FILENAME)
+MANIFEST_FILENAME = io.MANIFEST_FILENAME
+RESERVED = (io.ONNX_FILENAME, io.CALIBRATION_FILENAME, MANIFEST_FILENAME, io.LOCAL_SCORE_FILENAME,
+            io.HEATMAP_ONNX_FILENAME)
 PROBE_PATCHES = 8
 
 
@@ -81,9 +86,11 @@ def _dims(value_info: Any) -> list[int | str]:
             for d in value_info.type.tensor_type.shape.dim]
 
 
-def check_onnx_io(onnx_bytes: bytes, patch_size: int) -> None:
+def check_onnx_io(onnx_bytes: bytes, patch_size: int, input_datatype: str = io.DATATYPE_FP32) -> None:
     """The graph's names, dtypes and shapes are the ones vialguard.inspector_io promises."""
     import onnx
+
+    elem = {"FP32": onnx.TensorProto.FLOAT, "UINT8": onnx.TensorProto.UINT8, "UINT16": onnx.TensorProto.UINT16}
 
     graph = onnx.load_from_string(onnx_bytes).graph
     inputs = {i.name: i for i in graph.input}
@@ -97,8 +104,9 @@ def check_onnx_io(onnx_bytes: bytes, patch_size: int) -> None:
     for table, name, tail, rank in expected:
         info = table[name]
         dims = _dims(info)
-        if info.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-            raise ModelVersionError(f"exported tensor '{name}' is not float32")
+        want = elem[input_datatype] if name == io.INPUT_PATCHES else onnx.TensorProto.FLOAT
+        if info.type.tensor_type.elem_type != want:
+            raise ModelVersionError(f"exported tensor '{name}' is not {onnx.TensorProto.DataType.Name(want)}")
         if len(dims) != rank or dims[1:] != tail or isinstance(dims[0], int):
             raise ModelVersionError(f"exported tensor '{name}' has shape {dims}, expected [N, *{tail}] "
                                     "with a dynamic batch N")
@@ -122,6 +130,33 @@ def compare_with_onnx(inspector: Any, onnx_bytes: bytes, patches: np.ndarray,
     diffs = {f"{name}_max_abs_diff": float(np.max(np.abs(served[name] - ref[name]))) for name in io.OUTPUTS}
     diffs[f"{io.OUTPUT_SCORE}_max_ssim_units"] = diffs[f"{io.OUTPUT_SCORE}_max_abs_diff"] * score_unit
     return diffs
+
+
+def to_pixel_input(onnx_bytes: bytes, recipe: Recipe, patch_size: int, probes: np.ndarray) -> tuple[bytes, str]:
+    """The float graph given the camera's pixels as input when the patches are native crops.
+
+    Scaling is prepended to the verified float graph (trainer.onnx_pixel_input), the same
+    prefix as for a rewritten older version; the two graphs must then answer the very same
+    bits on pixel probes (the prefix is vialguard.patching's division), else nothing is
+    published. A resampled profile keeps float32 patches: its pixels are not crops.
+    """
+    import onnxruntime as ort
+
+    from trainer.onnx_pixel_input import prepend_pixel_scaling
+    from vialguard.patching import to_unit_float
+
+    if not is_native(recipe, patch_size):
+        return onnx_bytes, io.DATATYPE_FP32
+    pixel_bytes = prepend_pixel_scaling(onnx_bytes, recipe.bit_depth)
+    dtype = np.uint8 if recipe.bit_depth == 8 else np.uint16
+    pixels = np.rint(probes * io.PIXEL_SCALE[recipe.bit_depth]).astype(dtype)
+    run = lambda model, x: ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        list(io.OUTPUTS), {io.INPUT_PATCHES: x})
+    for name, want, got in zip(io.OUTPUTS, run(onnx_bytes, to_unit_float(pixels)), run(pixel_bytes, pixels)):
+        if not np.array_equal(want, got):
+            raise ModelVersionError(f"the pixel-input graph's '{name}' differs from the float graph's on scaled "
+                                    f"probes (max {float(np.max(np.abs(want - got)))}); not published")
+    return pixel_bytes, io.input_datatype(recipe.bit_depth)
 
 
 def _check_consistent(calibration: Calibration, profile: Profile, recipe: Recipe, training_data_digest: str) -> None:
@@ -176,6 +211,7 @@ def export_version(
     (e.g. a Triton Python backend model.py, if one must live in every version).
     """
     from trainer.inspector import build_inspector
+    from trainer.onnx_heatmap_graph import heatmap_subgraph
 
     _check_consistent(calibration, profile, recipe, training_data_digest)
     _check_extra_names([*report_files, *(extra_files or {})])
@@ -199,11 +235,14 @@ def export_version(
     if not all(diffs[name] <= limit for name, limit in tolerances.items()):
         raise ModelVersionError(f"ONNX Runtime disagrees with TensorFlow on the probe patches ({diffs}); "
                                 f"tolerances: {tolerances}. Not published.")
+    onnx_bytes, input_type = to_pixel_input(onnx_bytes, recipe, profile.patch_size,
+                                            probe_patches(profile.patch_size, probe_count, seed=1))
+    check_onnx_io(onnx_bytes, profile.patch_size, input_type)
     manifest = {
         "model": io.MODEL_NAME, "profile": profile.name, "patch_size": profile.patch_size,
         "recipe_id": recipe.id, "recipe_digest": recipe.digest(), "training_data_digest": training_data_digest,
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
-        "io": {"input": io.INPUT_PATCHES, "outputs": list(io.OUTPUTS)},
+        "io": {"input": io.INPUT_PATCHES, "input_datatype": input_type, "outputs": list(io.OUTPUTS)},
         "score": calibration.score,
         "anomaly_map": "ssim" if segmenter_of(generator) is None else "segmenter",
         "patch_layout": local.layout.as_dict() if local is not None else None,
@@ -214,6 +253,7 @@ def export_version(
 
     def write(staging: Path) -> None:
         (staging / io.ONNX_FILENAME).write_bytes(onnx_bytes)
+        (staging / io.HEATMAP_ONNX_FILENAME).write_bytes(heatmap_subgraph(onnx_bytes))
         calibration.save(staging / io.CALIBRATION_FILENAME)
         if local is not None:
             (staging / io.LOCAL_SCORE_FILENAME).write_bytes(local.to_bytes())

@@ -20,10 +20,19 @@ def heatmap(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
 
 
 def to_png_gray(h: np.ndarray) -> bytes:
-    """Encode one heatmap [H, W(, 1)] in [0, 1] as an 8-bit PNG for the operator screens."""
+    """Encode one heatmap or patch [H, W(, 1)] as an 8-bit PNG for the operator screens.
+
+    Float in [0, 1] is rounded to 256 grey levels; a uint8 patch (the camera's pixels)
+    is written as it is, the same image its float patch gives; a uint16 one is scaled
+    to [0, 1] first, as patching scales it.
+    """
     import cv2
 
-    image = np.clip(np.squeeze(h) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if h.dtype == np.uint8:
+        image = np.squeeze(h)
+    else:
+        unit = np.squeeze(h).astype(np.float32) / np.float32(65535.0) if h.dtype == np.uint16 else np.squeeze(h)
+        image = np.clip(unit * 255.0 + 0.5, 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise ValueError("PNG encoding of the heatmap failed")

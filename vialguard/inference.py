@@ -35,7 +35,7 @@ class InferenceOverloaded(InferenceUnavailable):
 @dataclass(frozen=True)
 class InferenceResult:
     scores: np.ndarray     # float32 [N]: the score the decision uses
-    heatmaps: np.ndarray   # float32 [N, P, P, 1]
+    heatmaps: np.ndarray | None  # float32 [N, P, P, 1] when asked for, else None (fetched apart for rejects)
     model_name: str
     model_version: int
     phi: np.ndarray | None = None  # float32 [N]: the paper's phi, kept for the audit beside the score
@@ -48,6 +48,17 @@ class Inspector(Protocol):
         """Side of the square patches the served model expects."""
         ...
 
-    def infer(self, patches: np.ndarray, timeout_s: float) -> InferenceResult:
-        """Score patches [N, P, P, 1] float32 in [0, 1]; raise InferenceUnavailable on failure."""
+    def infer(self, patches: np.ndarray, timeout_s: float, heatmaps: bool = False) -> InferenceResult:
+        """Score patches [N, P, P, 1]: camera pixels (uint8/uint16) or float32 in [0, 1].
+
+        Raises InferenceUnavailable on failure. ``heatmaps`` asks for them in the same call.
+        """
+        ...
+
+    def heatmaps_apart(self) -> bool:
+        """Whether the served version answers heatmaps of a few patches (else ask for them in ``infer``)."""
+        ...
+
+    def heatmaps(self, patches: np.ndarray, model_version: int, timeout_s: float) -> np.ndarray:
+        """Heatmaps [N, P, P, 1] float32 of patches, from exactly ``model_version`` (the one that scored)."""
         ...

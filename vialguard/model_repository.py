@@ -8,6 +8,7 @@ removed since (a high-water mark file remembers them).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from vialguard.calibration import Calibration
 from vialguard.errors import ModelVersionError
-from vialguard.inspector_io import CALIBRATION_FILENAME, MODEL_NAME, ONNX_FILENAME
+from vialguard.inspector_io import CALIBRATION_FILENAME, DATATYPE_FP32, MANIFEST_FILENAME, MODEL_NAME, ONNX_FILENAME
 
 STAGING_DIR = ".staging"
 HIGH_WATER_FILE = ".last_version"
@@ -50,6 +51,23 @@ def version_dir(repository: Path, version: int, model: str = MODEL_NAME) -> Path
 def load_version_calibration(repository: Path, version: int, model: str = MODEL_NAME) -> Calibration:
     """The calibration that belongs to exactly this version (never 'the latest')."""
     return Calibration.load(version_dir(repository, version, model) / CALIBRATION_FILENAME)
+
+
+def version_input_datatype(repository: Path, version: int, model: str = MODEL_NAME) -> str:
+    """The KServe datatype a version's ``patches`` input takes: version.json's io.input_datatype.
+
+    A version without it was exported before integer inputs existed and takes FP32
+    (version 3 and older): the rollout writes this into the config it loads, so each
+    version is served with the input type its graph has.
+    """
+    path = version_dir(repository, version, model) / MANIFEST_FILENAME
+    if not path.is_file():
+        return DATATYPE_FP32
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelVersionError(f"{path} is not valid JSON: {exc}") from exc
+    return str((manifest.get("io") or {}).get("input_datatype") or DATATYPE_FP32)
 
 
 def _next_version(repository: Path, model: str) -> int:

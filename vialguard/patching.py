@@ -9,6 +9,11 @@ where frame_slot is the position of the frame among the inspected frames (0, 1, 
 for the 1st, 8th and 16th frame). With the 5-vial recipe: 20 patches per frame,
 60 per acquisition. Pixel values are scaled to float32 in [0, 1]: MONO8 by 255,
 MONO16 by 65535.
+
+At the recipe's native size the float patches are the raw pixel patches scaled
+(``cut_acquisition`` = ``to_unit_float(cut_acquisition_pixels)``, bit for bit), so
+the preprocessor can send the camera's 8/16-bit pixels and let the served graph
+scale them with the same division (vialguard.inspector_io.PIXEL_SCALE).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import cv2
 import numpy as np
 
 from vialguard.errors import AcquisitionError
+from vialguard.inspector_io import PIXEL_SCALE
 from vialguard.recipe import Recipe
 
 
@@ -37,9 +43,9 @@ class PatchLabel:
 def to_unit_float(image: np.ndarray) -> np.ndarray:
     """Scale a MONO8/MONO16 (or already float) image to float32 in [0, 1]."""
     if image.dtype == np.uint8:
-        return image.astype(np.float32) / np.float32(255.0)
+        return image.astype(np.float32) / np.float32(PIXEL_SCALE[8])
     if image.dtype == np.uint16:
-        return image.astype(np.float32) / np.float32(65535.0)
+        return image.astype(np.float32) / np.float32(PIXEL_SCALE[16])
     if image.dtype in (np.float32, np.float64):
         return np.clip(image, 0.0, 1.0).astype(np.float32)
     raise AcquisitionError(f"unsupported pixel type {image.dtype}; expected MONO8, MONO16 or float in [0, 1]")
@@ -67,15 +73,49 @@ def acquisition_labels(recipe: Recipe) -> list[PatchLabel]:
     return [label for slot in range(len(recipe.inspected_frames)) for label in frame_labels(recipe, slot)]
 
 
+def is_native(recipe: Recipe, patch_size: int | None = None) -> bool:
+    """Whether every region is already ``patch_size`` square: patches are then plain crops, no resampling."""
+    size = patch_size or recipe.patch_size
+    return all(r.rect.width == size and r.rect.height == size for r in recipe.regions)
+
+
+def cut_frame_pixels(frame: np.ndarray, recipe: Recipe, out: np.ndarray | None = None) -> np.ndarray:
+    """Cut one frame into its native-size patches, pixels as they are: [vials * regions, P, P, 1], frame dtype.
+
+    No scaling and no resampling: what a version with an integer input takes. ``out``
+    (that shape and dtype) is written in place, so a caller can cut straight into the
+    buffer it sends (one write per pixel). Raises AcquisitionError when the recipe's
+    regions are not all ``patch_size`` square.
+    """
+    _check_frame(frame, recipe)
+    if not is_native(recipe):
+        raise AcquisitionError(f"recipe '{recipe.id}' has regions that are not {recipe.patch_size} px square; "
+                               f"its patches are resampled and cannot be sent as raw pixels")
+    size = recipe.patch_size
+    shape = (recipe.patches_per_frame, size, size, 1)
+    if out is None:
+        out = np.empty(shape, dtype=frame.dtype)
+    elif out.shape != shape or out.dtype != frame.dtype:
+        raise ValueError(f"out must be {shape} {frame.dtype}, got {out.shape} {out.dtype}")
+    for i, (v, r) in enumerate((v, r) for v in range(len(recipe.vials)) for r in range(len(recipe.regions))):
+        rect = recipe.region_rect(v, r)
+        out[i, :, :, 0] = frame[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
+    return out
+
+
 def cut_frame(frame: np.ndarray, recipe: Recipe, patch_size: int | None = None) -> np.ndarray:
     """Cut one frame into its patches: float32 [vials * regions, P, P, 1] in [0, 1].
 
     ``patch_size`` defaults to the recipe's; a model profile with a smaller input
     (the ``cpu`` profile) passes its own, and the region is resized with area
-    interpolation, the same way for training and serving.
+    interpolation, the same way for training and serving. At the native size this
+    is ``to_unit_float(cut_frame_pixels(frame))``: scaling is per pixel, so cropping
+    first and scaling after gives the same bits.
     """
     _check_frame(frame, recipe)
     size = patch_size or recipe.patch_size
+    if is_native(recipe, size):
+        return to_unit_float(cut_frame_pixels(frame, recipe))
     unit = to_unit_float(frame)
     out = np.empty((recipe.patches_per_frame, size, size, 1), dtype=np.float32)
     i = 0
@@ -121,6 +161,35 @@ def cut_acquisition(
             f"recipe '{recipe.id}' inspects {len(recipe.inspected_frames)} frames, got {len(inspected_frames)}"
         )
     return np.concatenate([cut_frame(f, recipe, patch_size) for f in inspected_frames], axis=0)
+
+
+def cut_acquisition_pixels(
+    inspected_frames: list[np.ndarray], recipe: Recipe, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The inspected frames' native-size patches as raw pixels, written once into one array.
+
+    [frames * vials * regions, P, P, 1] in the frames' dtype (uint8 for MONO8):
+    ``to_unit_float`` of it is ``cut_acquisition`` bit for bit. One write per pixel,
+    no float copy: a quarter of the float patches' bytes for MONO8. ``out`` (for
+    example a view of a shared-memory region) is written in place.
+    """
+    if len(inspected_frames) != len(recipe.inspected_frames):
+        raise AcquisitionError(
+            f"recipe '{recipe.id}' inspects {len(recipe.inspected_frames)} frames, got {len(inspected_frames)}"
+        )
+    dtypes = {np.asarray(f).dtype for f in inspected_frames}
+    if len(dtypes) != 1:
+        raise AcquisitionError(f"the inspected frames mix pixel types {sorted(str(d) for d in dtypes)}")
+    per_frame = recipe.patches_per_frame
+    shape = (len(inspected_frames) * per_frame, recipe.patch_size, recipe.patch_size, 1)
+    dtype = dtypes.pop()
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"out must be {shape} {dtype}, got {out.shape} {out.dtype}")
+    for k, frame in enumerate(inspected_frames):
+        cut_frame_pixels(np.asarray(frame), recipe, out[k * per_frame : (k + 1) * per_frame])
+    return out
 
 
 def rank_images(frames: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

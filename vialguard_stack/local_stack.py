@@ -57,6 +57,7 @@ class StackSettings:
     hmi: bool = True                    # start the operator HMI too
     hmi_port: int = 0                   # 0: a free port
     labels: Path | None = None          # validation kit labels for the HMI's product view (JSON lines)
+    shared_memory: bool = True          # patches to Triton (same host) through system shared memory
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class LocalStack:
     triton_metrics_url: str = ""
     audit_db: Path | None = None
     preprocessor_redis_url: str = ""    # the preprocessor's own ACL user: for another preprocessor replica
+    triton_shm_key: str = ""            # Triton's shared-memory key (what the preprocessor holds)
 
 
 def preflight(settings: StackSettings) -> Preflight:
@@ -166,7 +168,12 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
         grpc_port, preprocessor_metrics = free_port(), free_port()
         target = f"127.0.0.1:{grpc_port}"
         preprocessor_redis_url = redis_acl.url_for("preprocessor", passwords["preprocessor"], "127.0.0.1", redis_port)
+        shm_key_file = run_dir / "triton-shm.key"  # the shared-memory key only, never the model-control one
+        shm_key_file.touch(mode=0o600)
+        shm_key_file.write_text(triton.shm_key + "\n")
         preprocessor = sup.start("preprocessor", [settings.python, "-m", "preprocessor"], cwd=REPO_ROOT, env={
+            "PREPROCESSOR_TRITON_SHARED_MEMORY": "1" if settings.shared_memory else "0",
+            "PREPROCESSOR_TRITON_SHM_KEY_FILE": str(shm_key_file),
             "PREPROCESSOR_METRICS_PORT": str(preprocessor_metrics),
             "VIALGUARD_GRPC_PORT": str(grpc_port),
             "PREPROCESSOR_HOST": "127.0.0.1",
@@ -176,13 +183,15 @@ def local_stack(settings: StackSettings, log: Callable[[str], None] | None = Non
             "VIALGUARD_MODEL_NAME": MODEL_NAME,
         })
         took = sup.wait_ready(preprocessor, lambda: probes.grpc_serving(target), settings.service_timeout_s)
-        say(f"preprocessor      {target}  ready in {took:.1f} s (gRPC health SERVING)")
+        say(f"preprocessor      {target}  ready in {took:.1f} s (gRPC health SERVING; patches to Triton "
+            f"{'through shared memory' if settings.shared_memory else 'over gRPC'})")
 
         hmi_url = start_hmi(sup, settings, target, audit_db, say) if settings.hmi else ""
         yield LocalStack(target, redis_url, triton.grpc_url, rollout.version, run_dir, sup,
                          f"http://127.0.0.1:{preprocessor_metrics}/metrics",
                          f"http://127.0.0.1:{aggregator_metrics}/metrics", hmi_url,
-                         f"http://127.0.0.1:{triton.metrics_port}/metrics", audit_db, preprocessor_redis_url)
+                         f"http://127.0.0.1:{triton.metrics_port}/metrics", audit_db, preprocessor_redis_url,
+                         triton.shm_key)
 
 
 def start_hmi(sup: Supervisor, settings: StackSettings, preprocessor: str, audit_db: Path,

@@ -3,7 +3,10 @@
 ``python -m vialguard_stack.rollout --triton localhost:8001 --version N``
 
 The load request carries a config override that pins ``version_policy: specific
-[N]`` and the version's own patch side (from its calibration), on top of the
+[N]``, the version's own patch side (from its calibration) and the data type its
+graph takes for ``patches`` (version.json: UINT8/UINT16 camera pixels, or FP32 for
+older versions), and the parameter ``heatmap_graph`` (whether the version ships
+heatmap.onnx, so that clients may ask for the heatmaps of a few patches), on top of the
 config Triton runs now (cpu or gpu, whatever --model-config-name chose) or of
 ``configs/<name>.pbtxt`` when none is loaded. Why pin instead of "latest": the
 trainer may publish a version that is not meant to serve yet, a rollback is the
@@ -38,9 +41,10 @@ from tritonclient.utils import InferenceServerException
 
 from vialguard.errors import ModelVersionError
 from vialguard.inspector_io import (
-    CALIBRATION_FILENAME, INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME, OUTPUT_HEATMAP, PLAN_FILENAME,
+    CALIBRATION_FILENAME, HEATMAP_GRAPH_PARAMETER, HEATMAP_ONNX_FILENAME, INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME,
+    OUTPUT_HEATMAP, PLAN_FILENAME,
 )
-from vialguard.model_repository import load_version_calibration, model_dir, version_dir
+from vialguard.model_repository import load_version_calibration, model_dir, version_dir, version_input_datatype
 from vialguard_stack.triton_server import ADMIN_GRPC_HEADER, ADMIN_KEY_ENV
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
@@ -78,13 +82,18 @@ def required_files(config: dict[str, Any]) -> list[str]:
     return [ONNX_FILENAME, CALIBRATION_FILENAME]
 
 
-def pinned_config(config: dict[str, Any], version: int, patch_size: int) -> dict[str, Any]:
-    """A copy of `config` serving exactly `version` with `patch_size`-sided patches."""
+def pinned_config(config: dict[str, Any], version: int, patch_size: int, input_datatype: str = "FP32",
+                  heatmap_graph: bool = False) -> dict[str, Any]:
+    """A copy of `config` serving exactly `version` with `patch_size`-sided patches of `input_datatype`."""
     pinned = copy.deepcopy(config)
     pinned["version_policy"] = {"specific": {"versions": [version]}}
+    if config.get("backend") == "python":  # the TensorRT plan has no heatmap-only engine
+        pinned.setdefault("parameters", {})[HEATMAP_GRAPH_PARAMETER] = {"string_value": str(heatmap_graph).lower()}
     for tensor in [*pinned.get("input", []), *pinned.get("output", [])]:
         if tensor["name"] in (INPUT_PATCHES, OUTPUT_HEATMAP):
             tensor["dims"] = [patch_size, patch_size, 1]
+        if tensor["name"] == INPUT_PATCHES:
+            tensor["data_type"] = f"TYPE_{input_datatype}"
     return pinned
 
 
@@ -119,7 +128,9 @@ def load_version(
     try:
         base = config_from_file(repository, config_name, model) if config_name else _served_config(client, model)
         patch_size = check_version_complete(repository, version, base, model)
-        override = json.dumps(pinned_config(base, version, patch_size))
+        datatype = version_input_datatype(repository, version, model)
+        heatmap_graph = (version_dir(repository, version, model) / HEATMAP_ONNX_FILENAME).is_file()
+        override = json.dumps(pinned_config(base, version, patch_size, datatype, heatmap_graph))
         started = time.monotonic()
         try:
             client.load_model(model, config=override, headers=headers)

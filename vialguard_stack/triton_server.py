@@ -15,7 +15,9 @@ Nothing exposed by default (DESIGN invariant 9): every endpoint binds to
 127.0.0.1, and the APIs that change what the server runs or reads from its
 memory (model-repository: load/unload; shared-memory; trace; logging) are
 restricted to callers that send the admin header with this server's random key
-(``TritonServer.admin_key``; vialguard_stack.rollout sends it).
+(``TritonServer.admin_key``; vialguard_stack.rollout sends it). Shared memory has a
+key of its own (``TritonServer.shm_key``): the preprocessor registers its input
+regions with it and never holds the key that loads models.
 """
 from __future__ import annotations
 
@@ -40,15 +42,26 @@ ADMIN_HEADER = "vialguard-triton-admin"  # the header Triton checks on its restr
 ADMIN_KEY_ENV = "VIALGUARD_TRITON_ADMIN_KEY"
 # Triton 2.51 expects a restricted gRPC protocol's header under this prefix (its error says so).
 ADMIN_GRPC_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"
-# Admin-only protocols of Triton: loading/unloading models, shared memory, tracing, log settings.
-RESTRICTED_PROTOCOLS = ("model-repository", "shared-memory", "trace", "logging")
+# Admin-only protocols of Triton: loading/unloading models, tracing, log settings; shared memory
+# (which lets a caller make Triton read host memory) has its own key.
+RESTRICTED_PROTOCOLS = ("model-repository", "trace", "logging")
+SHARED_MEMORY_PROTOCOL = "shared-memory"
 
 
-def restriction_flags(admin_header: str, admin_key: str) -> list[str]:
-    """tritonserver flags restricting RESTRICTED_PROTOCOLS on gRPC and HTTP to callers sending the key."""
+def restriction_flags(admin_header: str, admin_key: str, shm_key: str | None = None) -> list[str]:
+    """tritonserver flags restricting RESTRICTED_PROTOCOLS to the admin key and shared memory to ``shm_key``.
+
+    Without ``shm_key`` shared memory takes the admin key too.
+    """
+    if not shm_key:
+        protocols = ",".join((*RESTRICTED_PROTOCOLS, SHARED_MEMORY_PROTOCOL))
+        return [f"--grpc-restricted-protocol={protocols}:{admin_header}={admin_key}",
+                f"--http-restricted-api={protocols}:{admin_header}={admin_key}"]
     protocols = ",".join(RESTRICTED_PROTOCOLS)
     return [f"--grpc-restricted-protocol={protocols}:{admin_header}={admin_key}",
-            f"--http-restricted-api={protocols}:{admin_header}={admin_key}"]
+            f"--grpc-restricted-protocol={SHARED_MEMORY_PROTOCOL}:{admin_header}={shm_key}",
+            f"--http-restricted-api={protocols}:{admin_header}={admin_key}",
+            f"--http-restricted-api={SHARED_MEMORY_PROTOCOL}:{admin_header}={shm_key}"]
 
 
 class TritonNotInstalled(RuntimeError):
@@ -112,6 +125,7 @@ class TritonServer:
     shm_prefix: str = ""
     started_s: float = field(default=0.0)
     admin_key: str = ""  # for the restricted model-control API (vialguard_stack.rollout.load_version)
+    shm_key: str = ""    # for the restricted shared-memory API (the preprocessor's input regions)
 
     @property
     def grpc_url(self) -> str:
@@ -187,6 +201,7 @@ def start_triton(
     """
     inst = installation or TritonInstallation.find()
     admin_key = admin_key or secrets.token_urlsafe(24)
+    shm_key = secrets.token_urlsafe(24)
     repository = Path(repository).resolve()
     ports = [grpc_port or free_port(), http_port or free_port(), metrics_port or free_port()]
     shm_prefix = f"vialguard-{uuid.uuid4().hex[:12]}-"
@@ -201,7 +216,7 @@ def start_triton(
         f"--cache-directory={inst.cache_dir}",
         f"--grpc-port={ports[0]}", f"--http-port={ports[1]}", f"--metrics-port={ports[2]}",
         f"--grpc-address={bind}", f"--http-address={bind}", f"--metrics-address={bind}",
-        *restriction_flags(ADMIN_HEADER, admin_key),
+        *restriction_flags(ADMIN_HEADER, admin_key, shm_key),
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         "--exit-timeout-secs=5",
         "--log-info=true",
@@ -214,7 +229,7 @@ def start_triton(
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=inst.environment(),
                                    cwd=repository, start_new_session=True)
     server = TritonServer(process, *ports, log_path=log_path, repository=repository, shm_prefix=shm_prefix,
-                          admin_key=admin_key)
+                          admin_key=admin_key, shm_key=shm_key)
     probe = f"{server.http_url}/v2/models/{MODEL_NAME}/ready" if boot_load else f"{server.http_url}/v2/health/ready"
     try:
         _wait_ready(server, probe, ready_timeout_s)

@@ -28,6 +28,7 @@ from preprocessor.server import RunningServer, start_server
 from tests.integration.redis_server import RedisServer
 from vialguard.inference import InferenceResult, InferenceTimeout, InferenceUnavailable
 from vialguard.messages import SCORES_STREAM, PatchVerdict, RunPolicyState, ScoresMessage, VerdictMessage
+from vialguard.patching import to_unit_float
 from vialguard.recipe import load_recipe
 from vialguard.v1 import inspection_pb2_grpc as pb_grpc
 
@@ -37,12 +38,19 @@ THRESHOLD = 0.5
 
 
 class RecordingInspector:
-    """Stand-in for Triton: remembers what it was sent; score = patch mean, heatmap = the patch."""
+    """Stand-in for Triton: remembers what it was sent; score = patch mean, heatmap = the patch.
+
+    ``apart`` plays a version with a heatmap-only graph (heatmaps fetched after a reject);
+    False plays an older one (heatmaps asked for with the scores).
+    """
 
     def __init__(self, patch_size: int) -> None:
         self._patch_size = patch_size
         self.calls = 0
         self.last_patches: np.ndarray | None = None
+        self.asked_heatmaps: list[bool] = []       # infer's heatmaps flag, call by call
+        self.heatmap_calls: list[tuple[int, int]] = []  # (patch count, version) of each heatmaps call
+        self.apart = True
         self.fail_with = ""     # set: infer raises InferenceUnavailable with this message
         self.delay_s = 0.0      # set: infer takes this long (then answers or fails)
         self.times_out = False  # set: infer raises InferenceTimeout (Triton busy past the deadline)
@@ -54,7 +62,10 @@ class RecordingInspector:
     def is_ready(self) -> bool:
         return self.ready
 
-    def infer(self, patches: np.ndarray, timeout_s: float) -> InferenceResult:
+    def heatmaps_apart(self) -> bool:
+        return self.apart
+
+    def infer(self, patches: np.ndarray, timeout_s: float, heatmaps: bool = False) -> InferenceResult:
         time.sleep(self.delay_s)
         if self.times_out:
             raise InferenceTimeout(f"did not finish within {timeout_s:.3f} s")
@@ -62,8 +73,15 @@ class RecordingInspector:
             raise InferenceUnavailable(self.fail_with)
         self.calls += 1
         self.last_patches = patches
-        scores = patches.mean(axis=(1, 2, 3)).astype(np.float32)
-        return InferenceResult(scores=scores, heatmaps=patches, model_name="inspector", model_version=7)
+        self.asked_heatmaps.append(heatmaps)
+        unit = to_unit_float(patches)
+        scores = unit.mean(axis=(1, 2, 3)).astype(np.float32)
+        return InferenceResult(scores=scores, heatmaps=unit if heatmaps else None, model_name="inspector",
+                               model_version=7)
+
+    def heatmaps(self, patches: np.ndarray, model_version: int, timeout_s: float) -> np.ndarray:
+        self.heatmap_calls.append((len(patches), model_version))
+        return to_unit_float(patches)
 
 
 @dataclass

@@ -10,12 +10,16 @@ What the line needs from the whole stack, checked here:
   version's calibration, eq. 13), decision by decision, score by score (1e-4);
 - defective strips are rejected and good ones accepted at the rates the version's
   report claims for strips (within the sampling error of a small kit).
+All of it for the committed version as it is (float patches: the client scales the
+camera's pixels) and for its pixel-input copy (uint8 patches scaled in the graph,
+trainer.onnx_pixel_input, in a scratch repository).
 """
 from __future__ import annotations
 
 import json
 import math
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +27,7 @@ import pytest
 import redis
 
 from tests.integration.triton_support import require_local_stack
+from trainer.onnx_pixel_input import pixel_copy_repository
 from vialguard.decision import decide_strip
 from vialguard.inspector_io import (INPUT_PATCHES, LOCAL_SCORE_FILENAME, ONNX_FILENAME, OUTPUT_SCORE,
                                     REPORT_JSON_FILENAME)
@@ -43,20 +48,33 @@ RECIPE = load_recipe()
 GOOD, DEFECTIVE, RUNS = 2, 2, 10
 
 
-@pytest.fixture(scope="module")
-def version() -> int:
+@pytest.fixture(scope="module", params=["committed", "pixel-input"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """(repository, version) the stack serves: the newest committed version, or its pixel-input copy."""
     newest = latest_version(REPOSITORY)
     assert newest is not None, "no model version is committed in model_repository/inspector (make train-cpu)"
-    return newest
+    if request.param == "committed":
+        return REPOSITORY, newest
+    return pixel_copy_repository(REPOSITORY, newest, tmp_path_factory.mktemp("pixel-input"))
 
 
 @pytest.fixture(scope="module")
-def kit_run(version: int, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def repository(served: tuple[Path, int]) -> Path:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def version(served: tuple[Path, int]) -> int:
+    return served[1]
+
+
+@pytest.fixture(scope="module")
+def kit_run(repository: Path, version: int, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Push the kit through the running stack once; the tests below read what came back."""
     require_local_stack()
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
     shots = list(simulated_shots(RECIPE, GOOD, DEFECTIVE, RUNS, seed=HELD_OUT_SEED + 7))
-    with local_stack(StackSettings(run_dir=run_dir, repository=REPOSITORY, version=version)) as stack:
+    with local_stack(StackSettings(run_dir=run_dir, repository=repository, version=version)) as stack:
         camera = SimulatedCamera(stack.preprocessor_target, RECIPE, encoding=FrameEncoding.RAW, deadline_ms=5_000)
         results = list(camera.run(shots))
         retry = camera.push(shots[0])
@@ -83,12 +101,14 @@ def test_a_retry_replays_the_same_verdict(kit_run: dict) -> None:
     assert retry.decision == first.decision and retry.strip_score == first.strip_score
 
 
-def test_verdicts_are_the_versions_own_thresholds_on_its_own_scores(kit_run: dict, version: int) -> None:
-    calibration = load_version_calibration(REPOSITORY, version)
-    session = ort.InferenceSession(str(version_dir(REPOSITORY, version) / ONNX_FILENAME),
+def test_verdicts_are_the_versions_own_thresholds_on_its_own_scores(kit_run: dict, repository: Path,
+                                                                   version: int) -> None:
+    calibration = load_version_calibration(repository, version)
+    # the trainer's side: float patches from vialguard.patching into the float graph (the committed one)
+    session = ort.InferenceSession(str(version_dir(REPOSITORY, latest_version(REPOSITORY) or 0) / ONNX_FILENAME),
                                    providers=["CPUExecutionProvider"])
     regions = [label.region for label in acquisition_labels(RECIPE)]
-    local_path = version_dir(REPOSITORY, version) / LOCAL_SCORE_FILENAME
+    local_path = version_dir(repository, version) / LOCAL_SCORE_FILENAME
     unit = float(LocalScoreModel.from_bytes(local_path.read_bytes()).scale.max()) if local_path.is_file() else 1.0
     for shot, result in zip(kit_run["shots"], kit_run["results"]):
         verdict = result.verdict
@@ -103,8 +123,8 @@ def test_verdicts_are_the_versions_own_thresholds_on_its_own_scores(kit_run: dic
         assert [p.threshold for p in verdict.patches] == pytest.approx(expected.thresholds.tolist())
 
 
-def test_rejection_rates_agree_with_the_versions_report(kit_run: dict, version: int) -> None:
-    report = json.loads((version_dir(REPOSITORY, version) / REPORT_JSON_FILENAME).read_text())
+def test_rejection_rates_agree_with_the_versions_report(kit_run: dict, repository: Path, version: int) -> None:
+    report = json.loads((version_dir(repository, version) / REPORT_JSON_FILENAME).read_text())
     strip = report["serving"]["strip"]  # strips judged with the thresholds the line serves
     good = [r for r in kit_run["results"] if r.shot.label == "good"]
     bad = [r for r in kit_run["results"] if r.shot.label == "defective"]

@@ -30,7 +30,7 @@ from trainer.config import get_profile
 from trainer.ingest import IngestOptions, ingest
 from trainer.patch_records import quantise
 from vialguard import dataset as acquisitions
-from vialguard.patching import acquisition_labels
+from vialguard.patching import acquisition_labels, to_unit_float
 from vialguard.recipe import load_recipe
 from vialguard.simulator.kit import make_kit, write_dataset
 from vialguard.v1 import inspection_pb2 as pb
@@ -76,6 +76,9 @@ def test_trainer_and_preprocessor_cut_the_same_patches_in_the_same_order(
     request = build_acquisition(record.acquisition_id, record.product_id, record.run_index, RECIPE.id,
                                 inspected, RECIPE.inspected_frames, encoding)
     served = cut_inspected(request.frames, RECIPE, lambda: patch_size).patches
+    if patch_size == RECIPE.patch_size:  # native: the camera's pixels go to Triton, the graph scales them
+        assert served.dtype == np.uint8
+        served = to_unit_float(served)  # = the served graph's scaling, bit for bit (tests/unit/test_onnx_pixel_input.py)
 
     assert served.shape == trained_on.shape == (RECIPE.patches_per_acquisition, patch_size, patch_size, 1)
     stored = np.rint(trained_on.astype(np.float64) * 255).astype(np.uint8)

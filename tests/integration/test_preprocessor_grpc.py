@@ -27,6 +27,7 @@ from tests.integration.preprocessor_support import (  # noqa: F401 (fixtures)
 )
 from tests.integration.redis_server import REDIS_SERVER
 from vialguard.heatmap import to_png_gray
+from vialguard.patching import cut_acquisition_pixels, to_unit_float
 from vialguard.messages import SCORES_STREAM, heatmap_key
 from vialguard.patching import acquisition_labels, cut_acquisition, select_inspected
 from vialguard.v1 import inspection_pb2 as pb
@@ -76,7 +77,7 @@ def test_inspect_queues_the_scores_and_returns_the_aggregators_verdict(stack: St
     assert (queued.model_name, queued.model_version) == ("inspector", 7)
     assert [(p.frame, p.vial, p.region) for p in queued.patches] == [(lb.frame, lb.vial, lb.region) for lb in labels]
     np.testing.assert_allclose([p.score for p in queued.patches],
-                               stack.inspector.last_patches.mean(axis=(1, 2, 3)), rtol=1e-6)
+                               to_unit_float(stack.inspector.last_patches).mean(axis=(1, 2, 3)), rtol=1e-6)
     assert verdict.decision == pb.ACCEPT and not verdict.replayed
     assert (verdict.model_name, verdict.model_version, verdict.product_id) == ("inspector", 7, "P-1")
     assert len(verdict.patches) == RECIPE.patches_per_acquisition
@@ -92,16 +93,18 @@ def test_inspect_queues_the_scores_and_returns_the_aggregators_verdict(stack: St
 @pytest.mark.parametrize("full", [True, False], ids=["all-16-frames", "inspected-frames-only"])
 def test_patches_sent_to_inference_equal_the_core_patching_bit_for_bit(stack: Stack, full: bool) -> None:
     inspect(stack, acquisition(f"acq-bits-{full}", full=full))
-    expected = cut_acquisition(INSPECTED, RECIPE, RECIPE.patch_size)
-    assert stack.inspector.last_patches.dtype == expected.dtype
+    expected = cut_acquisition_pixels(INSPECTED, RECIPE)  # native size: the camera's pixels, no float copy
+    assert stack.inspector.last_patches.dtype == expected.dtype == np.uint8
     assert stack.inspector.last_patches.shape == expected.shape
     assert np.array_equal(stack.inspector.last_patches, expected)
+    # what the served graph makes of them is the trainer's float patches, bit for bit
+    assert np.array_equal(to_unit_float(stack.inspector.last_patches), cut_acquisition(INSPECTED, RECIPE))
 
 
 def test_png_frames_give_the_same_patches_as_raw(stack: Stack) -> None:
     acq = build_acquisition("acq-png", "P-1", 0, RECIPE.id, INSPECTED, RECIPE.inspected_frames, encoding=pb.PNG)
     inspect(stack, acq)
-    assert np.array_equal(stack.inspector.last_patches, cut_acquisition(INSPECTED, RECIPE))
+    assert np.array_equal(stack.inspector.last_patches, cut_acquisition_pixels(INSPECTED, RECIPE))
 
 
 def test_repeated_acquisition_id_replays_the_verdict_without_queuing_again(stack: Stack) -> None:
@@ -331,6 +334,24 @@ def test_heatmaps_of_a_rejected_acquisition_are_kept_for_operators(stack: Stack)
     inspect(stack, acquisition("acq-accepted"))
     error = rpc_error(stack.stub.GetHeatmaps, pb.HeatmapRequest(acquisition_id="acq-accepted"), timeout=5)
     assert error.code() == grpc.StatusCode.NOT_FOUND and "acq-accepted" in error.details()
+
+
+@pytest.mark.parametrize("apart", [True, False], ids=["heatmap-graph", "older-version"])
+def test_an_accepted_acquisition_moves_no_heatmap_and_a_reject_fetches_only_its_flagged_patches(
+        stack: Stack, apart: bool) -> None:
+    stack.inspector.apart = apart
+    try:
+        calls_before, asked_before = len(stack.inspector.heatmap_calls), len(stack.inspector.asked_heatmaps)
+        assert inspect(stack, acquisition(f"acq-good-{apart}")).decision == pb.ACCEPT
+        inspect(stack, acquisition(f"acq-bad-{apart}"), over=(5, 42))
+        assert stack.inspector.asked_heatmaps[asked_before:] == [not apart, not apart]
+        assert stack.inspector.last_patches is not None and stack.inspector.last_patches.dtype == np.uint8
+        # with a heatmap graph: one call for the reject's two flagged patches, from the version that scored
+        assert stack.inspector.heatmap_calls[calls_before:] == ([(2, 7)] if apart else [])
+        reply = stack.stub.GetHeatmaps(pb.HeatmapRequest(acquisition_id=f"acq-bad-{apart}"), timeout=5)
+        assert len(reply.heatmaps) == 2
+    finally:
+        stack.inspector.apart = True
 
 
 def test_heatmap_store_keeps_only_the_newest_acquisitions(stack: Stack) -> None:

@@ -46,7 +46,7 @@ def test_sixty_patches_score_exactly_as_onnx_runtime_does(inspector: TritonInspe
     patches = random_patches(60, PATCH, seed=1)
     inspector.infer(patches, timeout_s=10.0)  # first call warms the stub up
     started = time.perf_counter()
-    result = inspector.infer(patches, timeout_s=2.0)
+    result = inspector.infer(patches, timeout_s=2.0, heatmaps=True)
     print(f"Triton infer, 60 patches of {PATCH}px: {(time.perf_counter() - started) * 1000:.1f} ms")
     direct = ort.InferenceSession(tiny_inspector_onnx(PATCH, V1_GAIN))
     scores, heatmaps = direct.run([OUTPUT_SCORE, OUTPUT_HEATMAP], {INPUT_PATCHES: patches})

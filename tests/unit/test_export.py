@@ -108,6 +108,12 @@ def test_version_directory_holds_model_calibration_report_and_provenance(
     assert manifest["profile"] == PROFILE.name and manifest["patch_size"] == PROFILE.patch_size
     assert manifest["probe_check"]["score_max_ssim_units"] <= export.SCORE_TOLERANCE
     assert manifest["probe_check"]["phi_max_abs_diff"] <= export.SCORE_TOLERANCE
+    assert manifest["io"]["input_datatype"] == "FP32"  # the tiny profile resamples: its patches are not crops
+    heat = ort.InferenceSession(str(vdir / io.HEATMAP_ONNX_FILENAME), providers=["CPUExecutionProvider"])
+    full = ort.InferenceSession(str(vdir / io.ONNX_FILENAME), providers=["CPUExecutionProvider"])
+    probes = export.probe_patches(PROFILE.patch_size, 4)
+    np.testing.assert_array_equal(heat.run([io.OUTPUT_HEATMAP], {io.INPUT_PATCHES: probes[:3]})[0],
+                                  full.run([io.OUTPUT_HEATMAP], {io.INPUT_PATCHES: probes})[0][:3])
 
 
 @pytest.mark.usefixtures("fast_convert")
@@ -200,3 +206,28 @@ def test_io_check_accepts_the_contract_and_names_what_drifted() -> None:
         export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, (io.OUTPUT_SCORE, "extra", io.OUTPUT_HEATMAP), 32), 32)
     with pytest.raises(ModelVersionError, match="shape"):
         export.check_onnx_io(_identity_graph(io.INPUT_PATCHES, good, 32), 64)
+
+
+def test_a_native_size_version_takes_the_cameras_pixels_and_answers_the_same_bits() -> None:
+    from tests.tiny_inspector import tiny_inspector_onnx
+
+    float_graph = tiny_inspector_onnx(RECIPE.patch_size, 1.2)
+    probes = export.probe_patches(RECIPE.patch_size, 6)
+    pixel_graph, datatype = export.to_pixel_input(float_graph, RECIPE, RECIPE.patch_size, probes)
+    assert datatype == "UINT8"
+    export.check_onnx_io(pixel_graph, RECIPE.patch_size, datatype)
+    with pytest.raises(ModelVersionError, match="not FLOAT"):
+        export.check_onnx_io(pixel_graph, RECIPE.patch_size)
+    # a resampled profile's patches are not crops: it keeps float32 input
+    small = tiny_inspector_onnx(64, 1.2)
+    assert export.to_pixel_input(small, RECIPE, 64, export.probe_patches(64, 6)) == (small, "FP32")
+
+
+def test_a_pixel_prefix_that_moves_a_bit_is_not_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tiny_inspector import tiny_inspector_onnx
+    from trainer import onnx_pixel_input
+
+    monkeypatch.setattr(onnx_pixel_input, "PIXEL_SCALE", {8: 254.0, 16: 65535.0})
+    with pytest.raises(ModelVersionError, match="differs from the float graph"):
+        export.to_pixel_input(tiny_inspector_onnx(RECIPE.patch_size), RECIPE, RECIPE.patch_size,
+                              export.probe_patches(RECIPE.patch_size, 6))

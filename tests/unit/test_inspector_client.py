@@ -36,13 +36,17 @@ class FakeClient:
         FakeClient.channels += 1
 
     def infer(self, model: str, inputs: list[Any], outputs: Any = None, client_timeout: float = 0, **kw: Any) -> Any:
-        step = FakeClient.script.pop(0)
+        step = type(self).script.pop(0)
         if isinstance(step, Exception):
             raise step
         return step
 
     def get_model_metadata(self, model: str, as_json: bool = False, client_timeout: float = 0) -> Any:
-        return FakeClient.script.pop(0)
+        return type(self).script.pop(0)
+
+    def get_model_config(self, model: str, as_json: bool = False, client_timeout: float = 0) -> Any:
+        head = type(self).script[0] if type(self).script else None
+        return type(self).script.pop(0) if isinstance(head, dict) and "config" in head else {"config": {}}
 
     def close(self) -> None:
         pass
@@ -201,3 +205,68 @@ def test_a_reconnect_never_closes_a_channel_another_call_is_using(monkeypatch: p
 def test_a_closed_channel_error_is_retried_not_raised(fake: type[FakeClient]) -> None:
     fake.script = [ValueError("Cannot invoke RPC on closed channel!"), FakeResponse(60, 8, "1")]
     assert TritonInspector("x:1").infer(patches(), timeout_s=5.0).model_version == 1
+
+
+def metadata(datatype: str, side: int = 8) -> dict[str, Any]:
+    return {"inputs": [{"name": "patches", "datatype": datatype, "shape": ["-1", str(side), str(side), "1"]}]}
+
+
+class Seen(FakeClient):
+    """Records what each infer sent: the input's datatype and bytes, the outputs asked for, the version."""
+
+    calls: list[dict[str, Any]] = []
+
+    def infer(self, model: str, inputs: list[Any], outputs: Any = None, client_timeout: float = 0, **kw: Any) -> Any:
+        Seen.calls.append({"datatype": inputs[0].datatype(), "bytes": inputs[0]._get_content(),
+                           "outputs": [o.name() for o in outputs], "version": kw.get("model_version")})
+        return super().infer(model, inputs, outputs, client_timeout, **kw)
+
+
+@pytest.fixture()
+def seen(monkeypatch: pytest.MonkeyPatch) -> type[Seen]:
+    monkeypatch.setattr(module.grpcclient, "InferenceServerClient", Seen)
+    Seen.script, Seen.calls = [], []
+    return Seen
+
+
+def pixels(n: int = 60, side: int = 8) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, side, side, 1), dtype=np.uint8)
+
+
+def test_camera_pixels_go_as_they_are_to_a_version_that_scales_them(seen: type[Seen]) -> None:
+    seen.script = [metadata("UINT8"), FakeResponse(60, 8, "4")]
+    raw = pixels()
+    result = TritonInspector("x:1").infer(raw, timeout_s=1.0)
+    assert seen.calls[0]["datatype"] == "UINT8" and seen.calls[0]["bytes"] == raw.tobytes()
+    assert result.heatmaps is None and seen.calls[0]["outputs"] == ["score", "phi"]  # no heatmap bytes back
+
+
+def test_camera_pixels_are_scaled_with_patchings_division_for_a_float_version(seen: type[Seen]) -> None:
+    from vialguard.patching import to_unit_float
+
+    seen.script = [metadata("FP32"), FakeResponse(60, 8, "3")]
+    raw = pixels()
+    TritonInspector("x:1").infer(raw, timeout_s=1.0)
+    assert seen.calls[0]["datatype"] == "FP32" and seen.calls[0]["bytes"] == to_unit_float(raw).tobytes()
+
+
+def test_pixels_of_another_bit_depth_are_refused_before_sending(seen: type[Seen]) -> None:
+    seen.script = [metadata("UINT8")]
+    with pytest.raises(InferenceRejected, match="UINT8 camera pixels.*uint16"):
+        TritonInspector("x:1").infer(pixels().astype(np.uint16), timeout_s=1.0)
+    assert not seen.calls
+
+
+def test_heatmaps_are_asked_apart_from_the_version_that_scored(seen: type[Seen]) -> None:
+    seen.script = [metadata("UINT8"), {"config": {"parameters": {"heatmap_graph": {"string_value": "true"}}}},
+                   FakeResponse(3, 8, "4")]
+    inspector = TritonInspector("x:1")
+    assert inspector.heatmaps_apart()
+    heat = inspector.heatmaps(pixels(3), model_version=4, timeout_s=1.0)
+    assert heat.shape == (3, 8, 8, 1)
+    assert seen.calls[0]["outputs"] == ["heatmap"] and seen.calls[0]["version"] == "4"
+
+
+def test_a_version_without_a_heatmap_graph_says_so(seen: type[Seen]) -> None:
+    seen.script = [metadata("FP32")]
+    assert not TritonInspector("x:1").heatmaps_apart()

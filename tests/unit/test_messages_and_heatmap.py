@@ -36,3 +36,12 @@ def test_heatmap_is_normalised_per_patch() -> None:
 def test_heatmap_png_is_a_png() -> None:
     png = to_png_gray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8, 1))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_pixel_patch_makes_the_same_png_as_its_float_patch() -> None:
+    from vialguard.patching import to_unit_float
+
+    pixels = np.random.default_rng(3).integers(0, 256, (256, 256, 1), dtype=np.uint8)
+    assert to_png_gray(pixels) == to_png_gray(to_unit_float(pixels))
+    wide = pixels.astype(np.uint16) * 257  # the same grey levels as MONO16
+    assert to_png_gray(wide) == to_png_gray(pixels)

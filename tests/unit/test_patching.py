@@ -8,11 +8,15 @@ from vialguard.errors import AcquisitionError
 from vialguard.patching import (
     acquisition_labels,
     cut_acquisition,
+    cut_acquisition_pixels,
     cut_frame,
+    cut_frame_pixels,
+    is_native,
     rank_images,
     select_inspected,
+    to_unit_float,
 )
-from vialguard.recipe import load_recipe
+from vialguard.recipe import Recipe, load_recipe
 
 RECIPE = load_recipe()
 
@@ -86,3 +90,39 @@ def test_rank_images_keep_stuck_pixels_and_separate_moving_ones() -> None:
     low, high = rank_images(frames)
     assert low[1, 1] == 10 and high[1, 1] == 10
     assert np.all(low[5] == 20) and np.all(high[5] == 200)
+
+
+def _recipe_with(**changes: object) -> Recipe:
+    import dataclasses
+
+    return dataclasses.replace(RECIPE, **changes)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=["MONO8", "MONO16"])
+def test_scaled_pixel_patches_equal_the_float_patches_bit_for_bit(dtype: type) -> None:
+    recipe = _recipe_with(bit_depth=8 if dtype == np.uint8 else 16)
+    rng = np.random.default_rng(7)
+    top = np.iinfo(dtype).max
+    frames = [rng.integers(0, top, (recipe.frame_height, recipe.frame_width), dtype=dtype, endpoint=True)
+              for _ in range(3)]
+    frames[0][:2, :2] = (0, top)  # both ends of the range
+    pixels = cut_acquisition_pixels(frames, recipe)
+    assert pixels.dtype == dtype and pixels.shape == (60, 256, 256, 1)
+    np.testing.assert_array_equal(to_unit_float(pixels).view(np.uint32),
+                                  cut_acquisition(frames, recipe).view(np.uint32))
+
+
+def test_pixel_patches_are_written_into_the_buffer_given() -> None:
+    frames = [_tagged_frame(s) for s in (0, 1, 2)]
+    buffer = np.zeros((60, 256, 256, 1), np.uint8)
+    assert cut_acquisition_pixels(frames, RECIPE, out=buffer) is buffer
+    assert buffer[59, 0, 0, 0] == 10 * 4 + 3 + 2  # last vial, last region, third frame
+    with pytest.raises(ValueError, match="out must be"):
+        cut_acquisition_pixels(frames, RECIPE, out=np.zeros((60, 256, 256, 1), np.uint16))
+
+
+def test_a_resampled_profile_cannot_be_cut_as_raw_pixels() -> None:
+    assert is_native(RECIPE) and not is_native(RECIPE, 64)
+    small = _recipe_with(patch_size=64)
+    with pytest.raises(AcquisitionError, match="resampled"):
+        cut_frame_pixels(_tagged_frame(), small)

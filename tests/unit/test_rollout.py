@@ -13,7 +13,7 @@ from tritonclient.grpc import model_config_pb2
 from tests.tiny_inspector import publish_tiny_version
 from vialguard.errors import ModelVersionError
 from vialguard.inspector_io import MODEL_NAME
-from vialguard.model_repository import version_dir
+from vialguard.model_repository import version_dir, version_input_datatype
 from vialguard_stack.rollout import check_version_complete, config_from_file, main, pinned_config
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / MODEL_NAME
@@ -29,6 +29,21 @@ def test_rollout_pins_one_version_and_its_patch_side() -> None:
     # what Triton receives parses back into a valid ModelConfig
     parsed = json_format.Parse(json.dumps(pinned), Config())
     assert list(parsed.version_policy.specific.versions) == [7]
+
+
+@pytest.mark.parametrize(("bit_depth", "expected"), [(None, "TYPE_FP32"), (8, "TYPE_UINT8"), (16, "TYPE_UINT16")])
+def test_rollout_serves_each_version_with_the_input_type_its_graph_takes(
+        tmp_path: Path, bit_depth: int | None, expected: str) -> None:
+    version = publish_tiny_version(tmp_path, 32, gain=1.0, threshold=0.2, bit_depth=bit_depth)
+    datatype = version_input_datatype(tmp_path, version)
+    pinned = pinned_config(config_from_file(MODEL_DIR.parent, "cpu"), version, 32, datatype)
+    parsed = json_format.Parse(json.dumps(pinned), Config())
+    assert model_config_pb2.DataType.Name(parsed.input[0].data_type) == expected
+    assert {model_config_pb2.DataType.Name(t.data_type) for t in parsed.output} == {"TYPE_FP32"}
+
+
+def test_the_committed_version_3_is_served_with_float_patches() -> None:
+    assert version_input_datatype(MODEL_DIR.parent, 3) == "FP32"  # exported before integer inputs existed
 
 
 def test_rollout_refuses_an_incomplete_version(tmp_path: Path) -> None:

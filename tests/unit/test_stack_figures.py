@@ -47,7 +47,14 @@ def test_ratio_lines_give_layer_over_bare_and_say_whether_the_stack_keeps_0_9x(s
     assert "triton/bare: throughput x0.90, p50 x1.20, p99 x1.20" in text
     assert f"stack/bare: throughput x{stack_rate / 100:.2f}, p50 x2.00" in text
     assert f": {verdict} (x{stack_rate / 100:.2f})" in text
-    assert f"p99 20.0 ms = {100 * 20 / SLOT_MS:.1f} % of the slot, 0 of 10 over it" in text
+    assert f"p99 <= 300 ms: met (p99 20.0 ms = {100 * 20 / SLOT_MS:.1f} % of the 500 ms slot, 0 of 10 over it)" in text
+
+
+def test_the_p99_aim_is_300_ms_and_the_last_layer_is_the_stack() -> None:
+    bare, shm, stack = _path("bare", 10.0, 100.0), _path("shm", 11.0, 95.0), _path("stack", 320.0, 91.0)
+    text = "\n".join(ratio_lines(bare, shm, stack))
+    assert "shm/bare: throughput x0.95" in text and "stack/bare: throughput x0.91" in text
+    assert "p99 <= 300 ms: NOT met (p99 320.0 ms" in text
 
 
 def test_table_has_a_header_and_one_row_per_path_in_order() -> None:

@@ -12,6 +12,7 @@ from tritonclient.grpc import model_config_pb2
 from tests.tiny_inspector import tiny_inspector_onnx
 from vialguard.inspector_io import (INPUT_PATCHES, MAX_BATCH, MODEL_NAME, OUTPUT_HEATMAP, OUTPUT_SCORE, OUTPUTS,
                                     PLAN_FILENAME)
+from vialguard.model_repository import latest_version, version_input_datatype
 from vialguard.triton_backend import triton_backend_files
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / MODEL_NAME
@@ -32,7 +33,18 @@ def test_tensor_names_and_types_are_those_of_inspector_io(config: Any) -> None:
     assert config.name == MODEL_NAME
     assert [t.name for t in config.input] == [INPUT_PATCHES]
     assert sorted(t.name for t in config.output) == sorted(OUTPUTS)
-    assert {t.data_type for t in [*config.input, *config.output]} == {model_config_pb2.TYPE_FP32}
+    assert {t.data_type for t in config.output} == {model_config_pb2.TYPE_FP32}
+    assert config.input[0].data_type in (model_config_pb2.TYPE_FP32, model_config_pb2.TYPE_UINT8,
+                                         model_config_pb2.TYPE_UINT16)
+
+
+def test_the_default_config_takes_the_input_type_of_the_newest_committed_version() -> None:
+    """At a boot without a rollout Triton loads the newest version with config.pbtxt as it is."""
+    newest = latest_version(MODEL_DIR.parent)
+    assert newest is not None
+    want = f"TYPE_{version_input_datatype(MODEL_DIR.parent, newest)}"
+    for path in (MODEL_DIR / "config.pbtxt", MODEL_DIR / "configs" / "cpu.pbtxt"):
+        assert model_config_pb2.DataType.Name(parse(path).input[0].data_type) == want, path
 
 
 def test_one_request_carries_up_to_max_batch_patches(config: Any) -> None:
