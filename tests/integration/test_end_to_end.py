@@ -33,7 +33,7 @@ from vialguard.inspector_io import (INPUT_PATCHES, LOCAL_SCORE_FILENAME, ONNX_FI
                                     REPORT_JSON_FILENAME)
 from vialguard.local_score import LocalScoreModel
 from vialguard.messages import VERDICTS_STREAM
-from vialguard.model_repository import latest_version, load_version_calibration, version_dir
+from vialguard.model_repository import latest_version, load_version_calibration, version_dir, version_input_datatype
 from vialguard.patching import acquisition_labels, cut_acquisition, select_inspected
 from vialguard.recipe import load_recipe
 from vialguard.v1 import inspection_pb2 as pb
@@ -48,7 +48,14 @@ RECIPE = load_recipe()
 GOOD, DEFECTIVE, RUNS = 2, 2, 10
 
 
-@pytest.fixture(scope="module", params=["committed", "pixel-input"])
+def _served_kinds() -> list[str]:
+    """The committed version, and its pixel-input copy when it still takes float patches."""
+    newest = latest_version(REPOSITORY)
+    float_input = newest is not None and version_input_datatype(REPOSITORY, newest) == "FP32"
+    return ["committed", "pixel-input"] if float_input else ["committed"]
+
+
+@pytest.fixture(scope="module", params=_served_kinds())
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """(repository, version) the stack serves: the newest committed version, or its pixel-input copy."""
     newest = latest_version(REPOSITORY)

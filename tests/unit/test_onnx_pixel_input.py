@@ -89,18 +89,20 @@ def test_rewrite_version_publishes_a_new_version_and_leaves_the_old_one(tmp_path
 
 
 def test_the_heatmap_graph_of_the_committed_version_answers_a_few_patches_as_the_whole_graph() -> None:
-    """Version 3 fuses frames (whole acquisitions only); its heatmap subgraph takes any number of patches."""
+    """The committed version fuses frames (whole acquisitions only); its heatmap subgraph takes any number."""
     from trainer.onnx_heatmap_graph import heatmap_subgraph
     from vialguard.inspector_io import OUTPUT_HEATMAP
     from vialguard.model_repository import latest_version
 
     repository = Path(__file__).resolve().parents[2] / "model_repository"
-    model = (version_dir(repository, latest_version(repository) or 0) / "model.onnx").read_bytes()
+    newest = latest_version(repository) or 0
+    model = (version_dir(repository, newest) / "model.onnx").read_bytes()
     pixels = cut_acquisition_pixels(_frames(np.uint8, seed=12), RECIPE)
+    takes = to_unit_float if version_input_datatype(repository, newest) == "FP32" else (lambda x: x)
     whole = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     part = ort.InferenceSession(heatmap_subgraph(model), providers=["CPUExecutionProvider"])
     flagged = [4, 17, 42]
-    want = whole.run([OUTPUT_HEATMAP], {INPUT_PATCHES: to_unit_float(pixels)})[0][flagged]
-    np.testing.assert_array_equal(part.run([OUTPUT_HEATMAP], {INPUT_PATCHES: to_unit_float(pixels[flagged])})[0], want)
+    want = whole.run([OUTPUT_HEATMAP], {INPUT_PATCHES: takes(pixels)})[0][flagged]
+    np.testing.assert_array_equal(part.run([OUTPUT_HEATMAP], {INPUT_PATCHES: takes(pixels[flagged])})[0], want)
     with pytest.raises(Exception, match="reshape"):  # why the subgraph exists: the whole graph refuses 3 patches
-        whole.run([OUTPUT_HEATMAP], {INPUT_PATCHES: to_unit_float(pixels[flagged])})
+        whole.run([OUTPUT_HEATMAP], {INPUT_PATCHES: takes(pixels[flagged])})

@@ -42,8 +42,16 @@ def test_rollout_serves_each_version_with_the_input_type_its_graph_takes(
     assert {model_config_pb2.DataType.Name(t.data_type) for t in parsed.output} == {"TYPE_FP32"}
 
 
-def test_the_committed_version_3_is_served_with_float_patches() -> None:
-    assert version_input_datatype(MODEL_DIR.parent, 3) == "FP32"  # exported before integer inputs existed
+def test_the_committed_version_is_served_with_the_input_type_its_graph_takes() -> None:
+    import onnx
+
+    from vialguard.model_repository import latest_version
+
+    newest = latest_version(MODEL_DIR.parent)
+    assert newest is not None
+    graph = onnx.load(str(version_dir(MODEL_DIR.parent, newest) / "model.onnx")).graph
+    elem = onnx.TensorProto.DataType.Name(graph.input[0].type.tensor_type.elem_type)
+    assert version_input_datatype(MODEL_DIR.parent, newest) == {"FLOAT": "FP32"}.get(elem, elem)
 
 
 def test_rollout_refuses_an_incomplete_version(tmp_path: Path) -> None:
