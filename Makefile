@@ -43,7 +43,7 @@ bench-ort: setup
 	$(PY) -m benchmarks.ort_options --repository model_repository
 
 bench-stack: setup
-	$(PY) -m benchmarks.stack --repository model_repository --pixel-input --concurrency 1,2
+	$(PY) -m benchmarks.stack --repository model_repository --concurrency 1,2
 
 proto: setup
 	scripts/gen_proto.sh

@@ -15,7 +15,8 @@ through (it brightens towards white). Shapes come from Perlin noise at two scale
 Contrast is drawn from ``contrast`` (down to a few percent, below the sensor noise of
 the faintest ones: the head must learn to say "not sure" there). The mask is 1 where
 the shape's weight is at least one half, so it marks what a line engineer would draw
-round the change. Randomness comes from a seeded tf.random.Generator.
+round the change. Resolutions are given for a 256 px patch and scaled with the patch,
+so the defects keep their size in pixels. Randomness comes from a seeded tf.random.Generator.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ import tensorflow as tf
 from trainer.perlin import _multi_resolution_noise
 
 
+REFERENCE_SIZE = 256  # patch side the resolutions below are given for
+
+
 class SyntheticDefects(NamedTuple):
     images: tf.Tensor  # [B, P, P, 1] in [0, 1], changed where mask is 1
     mask: tf.Tensor    # [B, P, P, 1], 0 or 1
@@ -33,6 +37,11 @@ class SyntheticDefects(NamedTuple):
 
 def _soft_step(field: tf.Tensor, threshold: tf.Tensor, width: float) -> tf.Tensor:
     return tf.clip_by_value((field - threshold) / width, 0.0, 1.0)
+
+
+def _in_pixels(resolutions: Sequence[int], size: int) -> tuple[int, ...]:
+    """Resolutions are given for a 256 px patch: keep their cells the same size in pixels."""
+    return tuple(sorted({max(1, round(r * size / REFERENCE_SIZE)) for r in resolutions}))
 
 
 def synthetic_defects(
@@ -49,8 +58,8 @@ def synthetic_defects(
     x = tf.cast(x, tf.float32)
     batch = tf.shape(x)[0]
     size = int(x.shape[1])
-    coarse = _multi_resolution_noise(batch, size, coarse_resolutions, rng)
-    fine = _multi_resolution_noise(batch, size, fine_resolutions, rng)
+    coarse = _multi_resolution_noise(batch, size, _in_pixels(coarse_resolutions, size), rng)
+    fine = _multi_resolution_noise(batch, size, _in_pixels(fine_resolutions, size), rng)
     # Coarse: the top of the field, never empty (threshold at most just under its maximum).
     coarse_max = tf.reduce_max(coarse, axis=[1, 2], keepdims=True)
     place = _soft_step(coarse, tf.minimum(rng.uniform((batch, 1, 1), 0.4, 0.8), coarse_max - 0.1), 0.1)

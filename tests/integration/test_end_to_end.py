@@ -34,7 +34,7 @@ from vialguard.inspector_io import (INPUT_PATCHES, LOCAL_SCORE_FILENAME, ONNX_FI
 from vialguard.local_score import LocalScoreModel
 from vialguard.messages import VERDICTS_STREAM
 from vialguard.model_repository import latest_version, load_version_calibration, version_dir, version_input_datatype
-from vialguard.patching import acquisition_labels, cut_acquisition, select_inspected
+from vialguard.patching import acquisition_labels, cut_acquisition, cut_acquisition_pixels, select_inspected
 from vialguard.recipe import load_recipe
 from vialguard.v1 import inspection_pb2 as pb
 from vialguard_stack.camera import FrameEncoding, SimulatedCamera
@@ -111,16 +111,20 @@ def test_a_retry_replays_the_same_verdict(kit_run: dict) -> None:
 def test_verdicts_are_the_versions_own_thresholds_on_its_own_scores(kit_run: dict, repository: Path,
                                                                    version: int) -> None:
     calibration = load_version_calibration(repository, version)
-    # the trainer's side: float patches from vialguard.patching into the float graph (the committed one)
+    # the trainer's side: vialguard.patching's patches into the committed graph, as it takes them (camera
+    # pixels for a pixel-input graph, which the exporter proved bit-identical to its float graph)
     session = ort.InferenceSession(str(version_dir(REPOSITORY, latest_version(REPOSITORY) or 0) / ONNX_FILENAME),
                                    providers=["CPUExecutionProvider"])
+    takes_pixels = session.get_inputs()[0].type != "tensor(float)"
     regions = [label.region for label in acquisition_labels(RECIPE)]
     local_path = version_dir(repository, version) / LOCAL_SCORE_FILENAME
     unit = float(LocalScoreModel.from_bytes(local_path.read_bytes()).scale.max()) if local_path.is_file() else 1.0
     for shot, result in zip(kit_run["shots"], kit_run["results"]):
         verdict = result.verdict
         assert verdict.model_version == version
-        patches = cut_acquisition(select_inspected(shot.frames, RECIPE), RECIPE, calibration.patch_size)
+        inspected = select_inspected(shot.frames, RECIPE)
+        patches = cut_acquisition_pixels(inspected, RECIPE) if takes_pixels else \
+            cut_acquisition(inspected, RECIPE, calibration.patch_size)
         scores = session.run([OUTPUT_SCORE], {INPUT_PATCHES: patches})[0].reshape(-1)
         served = np.array([p.score for p in verdict.patches])
         # invariant 2 in units of the one SSIM: a local score is the SSIM map over a good-patch spread

@@ -25,7 +25,7 @@ from tests.integration.triton_support import PATCH, repository_with_v1, triton_i
 from tests.tiny_inspector import random_patches
 from vialguard.inference import InferenceOverloaded, InferenceTimeout, InferenceUnavailable
 from vialguard.inspector_io import MODEL_NAME
-from vialguard.model_repository import list_versions, load_version_calibration
+from vialguard.model_repository import list_versions, load_version_calibration, version_input_datatype
 from vialguard_stack.rollout import admin_headers
 from vialguard_stack.triton_server import REPO_ROOT, TritonServer, start_triton
 
@@ -50,7 +50,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
 def patches_for(server: TritonServer) -> np.ndarray:
     version = list_versions(server.repository)[-1]
     side = load_version_calibration(server.repository, version).patch_size
-    return np.random.default_rng(0).random((60, side, side, 1), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    if version_input_datatype(server.repository, version) == "UINT8":  # a version that takes camera pixels
+        return rng.integers(0, 256, (60, side, side, 1), dtype=np.uint8)
+    return rng.random((60, side, side, 1), dtype=np.float32)
 
 
 def executions(server: TritonServer) -> int:

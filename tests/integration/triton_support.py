@@ -6,6 +6,7 @@ depends on another's server or versions.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -28,9 +29,18 @@ def triton_installation() -> TritonInstallation:
 
 
 def repository_with_v1(root: Path) -> Path:
-    """A model repository holding the committed configs and one tiny version (1)."""
+    """A model repository holding the committed configs and one tiny version (1).
+
+    The tiny versions take float patches (32 px is no native crop), so the copied
+    configs are made to say so, as the rollout writes a version's own input type
+    into the config it loads; these servers boot without a rollout.
+    """
     repository = root / "model_repository"
-    shutil.copytree(REPO_ROOT / "model_repository" / "inspector" / "configs", repository / "inspector" / "configs")
+    configs = repository / "inspector" / "configs"
+    shutil.copytree(REPO_ROOT / "model_repository" / "inspector" / "configs", configs)
+    for config in configs.glob("*.pbtxt"):
+        text = config.read_text()
+        config.write_text(re.sub(r'(name: "patches", data_type: )TYPE_UINT(8|16)', r"\1TYPE_FP32", text))
     publish_tiny_version(repository, PATCH, V1_GAIN, V1_THRESHOLD)
     return repository
 
