@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, required=True,
                    help="writes WORKDIR/generator-segmenter.keras (pass it as --generator to calibrate/export)")
     p.add_argument("--profile", default="cpu", help="model profile: cpu or paper (default: cpu)")
-    p.add_argument("--epochs", type=_positive_int, default=6)
+    p.add_argument("--epochs", type=_positive_int, default=12, help="epochs of --steps (default 12: the measured head)")
     p.add_argument("--steps", type=_positive_int, default=250, help="steps per epoch")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--seed", type=int, default=0)

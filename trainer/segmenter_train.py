@@ -35,7 +35,7 @@ SEGMENTER_FILENAME = "segmenter.keras"
 class SegmenterConfig:
     """How long and how fast the head trains; rotation as the generator's training."""
 
-    epochs: int = 6
+    epochs: int = 12
     steps_per_epoch: int = 250
     batch_size: int = 16
     learning_rate: float = 2e-3
