@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 
@@ -15,6 +16,7 @@ from preprocessor import exchange
 from preprocessor.config import PreprocessorConfig, parse_args
 from preprocessor.health import triton_probe
 from preprocessor.server import start_server
+from preprocessor.service import HEATMAP_DRAIN_S
 from vialguard.errors import RecipeError
 from vialguard.inference import Inspector
 from vialguard.metrics import serve_metrics
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     signals_seen = 0
+    finished: list[threading.Event] = []  # set once the calls and the heatmap fetches behind them are done
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals_seen
@@ -68,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signals_seen == 1:
             log.info("%s: finishing calls in flight (up to %.1f s), send again to stop at once",
                      signal.Signals(signum).name, config.grace_s)
-            running.stop(config.grace_s)
+            finished.append(running.stop(config.grace_s))
         else:
             log.warning("%s again: stopping now", signal.Signals(signum).name)
             running.server.stop(None)
@@ -76,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     running.server.wait_for_termination()
+    if finished and signals_seen == 1:  # the last rejects' heatmaps, queued after their answers
+        finished[0].wait(HEATMAP_DRAIN_S + 1.0)
     log.info("stopped")
     return 0
 

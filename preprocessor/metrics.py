@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from preprocessor.pending_heatmaps import NOT_KEPT_REASONS
 from vialguard.metrics import LATENCY_BUCKETS_S
 from vialguard.v1 import inspection_pb2 as pb
 
@@ -39,6 +40,14 @@ class PreprocessorMetrics:
                                     buckets=LATENCY_BUCKETS_S, registry=r)
         self.verdicts = Counter("vialguard_preprocessor_verdicts", "Verdicts returned to the camera",
                                 ["decision", "model_version", "replayed"], registry=r)
+        # Told by the servicer (a hook, not metrics code in the data path): a reject's heatmaps are
+        # fetched after its answer, best effort; these are the ones that were not kept.
+        self.heatmaps_not_kept = Counter("vialguard_preprocessor_heatmaps_not_kept",
+                                         "Rejected acquisitions whose heatmaps were not kept, by reason (queue_full, "
+                                         "stopping, cancelled_at_stop, fetch_failed); their verdicts stand",
+                                         ["reason"], registry=r)
+        for reason in NOT_KEPT_REASONS:
+            self.heatmaps_not_kept.labels(reason)
         for stage in STAGES:
             self.stage.labels(stage)  # present from the first scrape, before any traffic
 

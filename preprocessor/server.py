@@ -30,7 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from preprocessor.config import MIB, PreprocessorConfig
 from preprocessor.health import HealthMonitor, Probe, inspector_probe, redis_probe
 from preprocessor.metrics import MetricsInterceptor, PreprocessorMetrics
-from preprocessor.service import InspectionService
+from preprocessor.service import HEATMAP_DRAIN_S, InspectionService
 from preprocessor.wire import WireGuard
 from vialguard.inference import Inspector
 from vialguard.recipe import Recipe
@@ -111,13 +111,28 @@ class RunningServer:
 
         New calls are refused first: stopping the health monitor waits for a probe in
         progress, and a call accepted meanwhile would only be cut short by the grace.
+        The event returned is set once the server has stopped and the heatmap fetches its
+        last rejects left behind have drained (HEATMAP_DRAIN_S; none with grace_s None:
+        they are cancelled): only then may the Redis client be closed.
         """
         self.stopping.set()
         if self.servicer is not None:
             self.servicer.begin_shutdown(grace_s or 0.0)
         stopped = self.server.stop(grace_s)
         self.health.shutdown()
-        return stopped
+        servicer = self.servicer
+        if servicer is None:
+            return stopped
+        finished = threading.Event()
+
+        def drain() -> None:  # after the calls: one still in flight may hand over a fetch until it ends
+            stopped.wait()
+            try:
+                servicer.finish_heatmaps(HEATMAP_DRAIN_S if grace_s else 0.0)
+            finally:
+                finished.set()
+        threading.Thread(target=drain, name="heatmaps-drain", daemon=True).start()
+        return finished
 
 
 def start_server(
@@ -150,7 +165,8 @@ def start_server(
                          interceptors=[WireGuard(token, exempt=(HEALTH_CHECK_METHOD,)), MetricsInterceptor(metrics)],
                          maximum_concurrent_rpcs=config.workers + config.max_pending_rpcs)
     stopping = threading.Event()
-    servicer = InspectionService(config, recipe, inspector, client, stopping)
+    servicer = InspectionService(config, recipe, inspector, client, stopping,
+                                 on_heatmaps_lost=lambda reason: metrics.heatmaps_not_kept.labels(reason).inc())
     pb_grpc.add_InspectionServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -4,7 +4,9 @@ Inspect reads as a straight line: validate the fields and frame headers ->
 replay check (same frames as the first call under this id?) -> decode and cut
 the patches with vialguard.patching (the one patching path) -> an inference slot
 (admission control) -> infer (score and phi) -> queue the scores -> wait for the
-verdict -> for a reject only, the heatmaps of the patches it names.
+verdict -> answer; for a reject only, the heatmaps of the patches it names are
+fetched and kept after the answer (preprocessor.pending_heatmaps), so the camera
+never waits for images only people look at.
 Every failure leaves as a gRPC status whose message says what went wrong,
 which component, and whether anything was queued: once the scores are queued,
 the verdict is produced and kept even if the caller has gone, and a retry with
@@ -27,6 +29,7 @@ from preprocessor.config import PreprocessorConfig
 from preprocessor.deadline import Deadline
 from preprocessor.decode import inspected_frames
 from preprocessor.heatmap_store import HeatmapStore
+from preprocessor.pending_heatmaps import FETCH_FAILED, PendingHeatmaps
 from preprocessor.patches import cut_inspected
 from preprocessor.replay import frames_digest
 from preprocessor.validate import RecipeMismatch, check_id, check_identity, check_watch_request, shown
@@ -82,7 +85,13 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
-HEATMAP_ANSWER_MARGIN_S = 0.01  # a reject's heatmap fetch ends this long before the caller's deadline
+# A reject's heatmaps are fetched after its answer, by this many threads, with at most this many
+# waiting (more are dropped, logged and counted: a slow Triton or Redis must not pile them up),
+# each fetch within its own timeout; at stop, those queued get HEATMAP_DRAIN_S to finish.
+HEATMAP_WORKERS = 1
+HEATMAP_QUEUE = 8
+HEATMAP_FETCH_TIMEOUT_S = 2.0
+HEATMAP_DRAIN_S = 2.0
 STOP_MARGIN_S = 0.25  # a call in flight at SIGTERM answers this long before the grace period ends
 
 
@@ -111,7 +120,9 @@ class InspectionService(pb_grpc.InspectionServicer):
         inspector: Inspector,
         client: redis.Redis,
         stopping: threading.Event,
+        on_heatmaps_lost: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_heatmaps_lost(reason)`` is told of every reject whose heatmaps are not kept (metrics)."""
         self._config = config
         self._recipe = recipe
         self._inspector = inspector
@@ -119,6 +130,8 @@ class InspectionService(pb_grpc.InspectionServicer):
         self._stopping = stopping
         self._labels = acquisition_labels(recipe)
         self._heatmaps = HeatmapStore(client, config.heatmap_ttl_s, config.heatmap_max_acquisitions)
+        self._heatmaps_lost = on_heatmaps_lost or (lambda _reason: None)
+        self._pending = PendingHeatmaps(HEATMAP_WORKERS, HEATMAP_QUEUE, self._heatmaps_lost)
         # Each stream holds a worker thread: screens may take half of them, never the camera's share.
         self._max_watchers = max(1, config.workers // 2)
         self._watch_slots = threading.BoundedSemaphore(self._max_watchers)
@@ -128,6 +141,10 @@ class InspectionService(pb_grpc.InspectionServicer):
     def begin_shutdown(self, grace_s: float) -> None:
         """Calls in flight answer before ``grace_s`` ends, so none is cut off as CANCELLED."""
         self._stop_by = time.monotonic() + max(0.0, grace_s - STOP_MARGIN_S)
+
+    def finish_heatmaps(self, drain_s: float = HEATMAP_DRAIN_S) -> None:
+        """After the server stopped: the heatmap fetches still queued get ``drain_s``, the rest are cancelled."""
+        self._pending.close(drain_s)
 
     # ---------------------------------------------------------------- Inspect
     def Inspect(self, request: pb.Acquisition, context: grpc.ServicerContext) -> pb.Verdict:
@@ -173,18 +190,26 @@ class InspectionService(pb_grpc.InspectionServicer):
         if not claim.claimed:  # the same acquisition is in flight in another call: share its verdict
             raw = self._await_verdict(acquisition_id, deadline, watch_claim=True)
             return self._answer(raw, {}, started, replayed=True)
+        # Pending from before its scores are queued: a screen told of the reject by WatchVerdicts may
+        # ask GetHeatmaps before this call has read the verdict, and must wait, not hear "none kept".
+        self._pending.expect(acquisition_id)
+        submitted = False
         try:
-            local_ms, result, patches = self._score_and_queue(acq, deadline, started)
-        except BaseException:
-            exchange.release(self._redis, acquisition_id, drop_digest=claim.first_digest is None)
-            raise
-        queued_at = time.perf_counter()
-        verdict = _parse_verdict(self._await_verdict(acquisition_id, deadline))
-        aggregation = verdict.timings_ms.get("aggregator_decide_ms", 0.0)
-        local_ms["queue_ms"] = max(0.0, _ms(queued_at) - aggregation)
-        if verdict.decision == "REJECT":
-            self._keep_heatmaps(verdict, result, patches, deadline)
-        return self._answer(verdict, local_ms, started, replayed=False)
+            try:
+                local_ms, result, patches = self._score_and_queue(acq, deadline, started)
+            except BaseException:
+                exchange.release(self._redis, acquisition_id, drop_digest=claim.first_digest is None)
+                raise
+            queued_at = time.perf_counter()
+            verdict = _parse_verdict(self._await_verdict(acquisition_id, deadline))
+            aggregation = verdict.timings_ms.get("aggregator_decide_ms", 0.0)
+            local_ms["queue_ms"] = max(0.0, _ms(queued_at) - aggregation)
+            if verdict.decision == "REJECT":
+                submitted = self._keep_heatmaps_later(verdict, result, patches)
+            return self._answer(verdict, local_ms, started, replayed=False)
+        finally:
+            if not submitted:
+                self._pending.settle(acquisition_id)
 
     def _score_and_queue(
         self, acq: pb.Acquisition, deadline: Deadline, started: float
@@ -289,32 +314,40 @@ class InspectionService(pb_grpc.InspectionServicer):
         reply.timings.total_ms = _ms(started)
         return reply
 
-    def _keep_heatmaps(self, verdict: VerdictMessage, result: InferenceResult, patches: np.ndarray,
-                       deadline: Deadline) -> None:
-        """Best effort: the verdict stands even when its heatmaps cannot be kept.
+    def _keep_heatmaps_later(self, verdict: VerdictMessage, result: InferenceResult,
+                             patches: np.ndarray) -> bool:
+        """Hand a reject's heatmaps to the background workers; False when there are none to keep or it was dropped.
 
-        Only the patches the verdict names (the over-threshold ones) are fetched, from
-        the version that scored them, within what is left of the caller's deadline
-        (HEATMAP_ANSWER_MARGIN_S kept for the answer). The inspected patch is kept
-        beside its heatmap, so the operator screen can lay one over the other:
-        nothing else outside the preprocessor holds its pixels.
+        Only the patches the verdict names (the over-threshold ones) are taken, copied
+        here (a few patches) so the fetch holds nothing of this call's arrays.
         """
         indices = [i for i in convert.heatmap_patches(verdict, self._recipe) if i < len(patches)]
         if not indices:
-            return
+            return False
+        chosen = patches[indices]  # fancy indexing: a copy
+        served = None if result.heatmaps is None else result.heatmaps[indices]
+        acquisition_id, version = verdict.acquisition_id, int(result.model_version)
+        return self._pending.submit(acquisition_id,
+                                    lambda: self._keep_heatmaps(acquisition_id, indices, chosen, served, version))
+
+    def _keep_heatmaps(self, acquisition_id: str, indices: list[int], patches: np.ndarray,
+                       served: np.ndarray | None, model_version: int) -> None:
+        """Best effort, after the answer: the verdict stands even when its heatmaps cannot be kept.
+
+        ``patches`` are the named patches, in the order of ``indices``. Their heatmaps come
+        from the version that scored them, within HEATMAP_FETCH_TIMEOUT_S (``served``: an
+        older version already brought them with the scores). The inspected patch is kept
+        beside its heatmap, so the operator screen can lay one over the other: nothing else
+        outside the preprocessor holds its pixels. Triton or Redis down only logs.
+        """
         try:
-            if result.heatmaps is not None:
-                heatmaps = {i: result.heatmaps[i] for i in indices}
-            else:
-                budget = deadline.remaining() - HEATMAP_ANSWER_MARGIN_S
-                if budget <= 0:
-                    raise InferenceTimeout("no time left before the caller's deadline")
-                fetched = self._inspector.heatmaps(patches[indices], result.model_version, timeout_s=budget)
-                heatmaps = dict(zip(indices, fetched))
-            self._heatmaps.put(verdict.acquisition_id, {i: to_png_gray(h) for i, h in heatmaps.items()},
-                               {i: to_png_gray(patches[i]) for i in indices})
-        except (redis.RedisError, ValueError, InferenceUnavailable) as exc:
-            log.warning("heatmaps of rejected acquisition %s not kept: %s", verdict.acquisition_id, exc)
+            heatmaps = served if served is not None else self._inspector.heatmaps(
+                patches, model_version, timeout_s=HEATMAP_FETCH_TIMEOUT_S)
+            self._heatmaps.put(acquisition_id, {i: to_png_gray(h) for i, h in zip(indices, heatmaps)},
+                               {i: to_png_gray(p) for i, p in zip(indices, patches)})
+        except (redis.RedisError, ValueError, InferenceUnavailable) as exc:  # timeouts and overload included
+            log.warning("heatmaps of rejected acquisition %s not kept: %s; the verdict stands", acquisition_id, exc)
+            self._heatmaps_lost(FETCH_FAILED)
 
     # ---------------------------------------------------------- WatchVerdicts
     def WatchVerdicts(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.Verdict]:
@@ -362,6 +395,13 @@ class InspectionService(pb_grpc.InspectionServicer):
             check_id("acquisition_id", request.acquisition_id)
         except AcquisitionError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # A reject's heatmaps are kept just after its answer: a screen that asks right away waits for them.
+        deadline = _UntilStop(Deadline.from_caller(context.time_remaining(), self._config.deadline_ms / 1000,
+                                                   self._config.max_deadline_ms / 1000), lambda: self._stop_by)
+        if not self._pending.wait(request.acquisition_id, deadline.remaining()):
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"the heatmaps of acquisition '{request.acquisition_id}' are still being fetched; "
+                          f"ask again in a moment (or with a longer deadline)")
         try:
             stored, patch_pngs = self._heatmaps.get_with_patches(request.acquisition_id)
         except redis.RedisError as exc:

@@ -346,10 +346,11 @@ def test_an_accepted_acquisition_moves_no_heatmap_and_a_reject_fetches_only_its_
         inspect(stack, acquisition(f"acq-bad-{apart}"), over=(5, 42))
         assert stack.inspector.asked_heatmaps[asked_before:] == [not apart, not apart]
         assert stack.inspector.last_patches is not None and stack.inspector.last_patches.dtype == np.uint8
-        # with a heatmap graph: one call for the reject's two flagged patches, from the version that scored
-        assert stack.inspector.heatmap_calls[calls_before:] == ([(2, 7)] if apart else [])
+        # fetched after the answer: GetHeatmaps waits for that fetch, so it is done once this returns
         reply = stack.stub.GetHeatmaps(pb.HeatmapRequest(acquisition_id=f"acq-bad-{apart}"), timeout=5)
         assert len(reply.heatmaps) == 2
+        # with a heatmap graph: one call for the reject's two flagged patches, from the version that scored
+        assert stack.inspector.heatmap_calls[calls_before:] == ([(2, 7)] if apart else [])
     finally:
         stack.inspector.apart = True
 

@@ -109,3 +109,12 @@ def test_aggregator_counts_verdicts_by_decision_and_version_and_over_patches_by_
     assert _value(metrics, "vialguard_aggregator_queue_wait_seconds_sum") == pytest.approx(0.012)
     assert _value(metrics, "vialguard_aggregator_entries_total", outcome="dead-lettered") == 1
     assert _value(metrics, "vialguard_aggregator_handling_seconds_count") == 1
+
+
+def test_rejects_whose_heatmaps_were_not_kept_are_counted_by_reason_from_the_first_scrape() -> None:
+    metrics = PreprocessorMetrics()
+    for reason in ("queue_full", "stopping", "cancelled_at_stop", "fetch_failed"):
+        assert metrics.registry.get_sample_value("vialguard_preprocessor_heatmaps_not_kept_total",
+                                                 {"reason": reason}) == 0
+    metrics.heatmaps_not_kept.labels("queue_full").inc()
+    assert _value(metrics, "vialguard_preprocessor_heatmaps_not_kept_total", reason="queue_full") == 1
