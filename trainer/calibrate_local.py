@@ -45,7 +45,7 @@ def fit_local_model(kit: KitMaps, fuse_frames: bool, acquisitions: np.ndarray | 
     good = kit.good_acquisitions()
     if acquisitions is not None:
         good = np.intersect1d(good, acquisitions)
-    acc = StatisticsAccumulator(kit.layout, fuse_frames, SMOOTH_SIGMA)
+    acc = StatisticsAccumulator(kit.layout, fuse_frames, SMOOTH_SIGMA, kit.anomaly_map)
     for a in good:
         acc.add(kit.flat_maps(int(a)))
     return acc.model(floor_quantile, DILATE)

@@ -24,7 +24,7 @@ from trainer.kit_maps import KitMaps, compute_kit_maps, keras_maps_fn
 from trainer.qualification import DefectTruth
 from vialguard.calibration import Calibration
 from vialguard.errors import CalibrationError
-from vialguard.local_score import SCORE_KINDS, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, PatchLayout
+from vialguard.local_score import MAP_SSIM, SCORE_KINDS, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, PatchLayout
 from vialguard.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,20 @@ def calibrate_scores(kit: KitMaps, *, served: str, profile: str, patch_size: int
 
 
 def kit_maps(generator: Any, stream: Iterable[tuple[Any, Mapping[str, Any]]], recipe: Recipe,
-             bundle: CalibrationBundle | None = None) -> KitMaps:
-    """One generator pass over a kit: maps kept (calibration) or exact scores of the bundle's local scores."""
+             bundle: CalibrationBundle | None = None, anomaly_map: str = MAP_SSIM) -> KitMaps:
+    """One generator pass over a kit: maps kept (calibration, of ``anomaly_map``) or exact scores of
+    the bundle's local scores (of the map their statistics are of)."""
     layout = PatchLayout.from_recipe(recipe)
     if bundle is None:
-        return compute_kit_maps(keras_maps_fn(generator), stream, layout)
+        return compute_kit_maps(keras_maps_fn(generator, anomaly_map, layout), stream, layout,
+                                anomaly_map=anomaly_map)
     exact = {kind: item.local for kind, item in bundle.scores.items() if item.local is not None}
-    return compute_kit_maps(keras_maps_fn(generator), stream, layout, exact_models=exact, keep_maps=False)
+    sources = {m.anomaly_map for m in exact.values()} or {MAP_SSIM}
+    if len(sources) != 1:
+        raise CalibrationError(f"the bundle's local scores are of different maps {sorted(sources)}")
+    source = sources.pop()
+    return compute_kit_maps(keras_maps_fn(generator, source, layout), stream, layout, exact_models=exact,
+                            keep_maps=False, anomaly_map=source)
 
 
 def evaluate_scores(kit: KitMaps, bundle: CalibrationBundle,

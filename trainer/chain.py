@@ -237,14 +237,25 @@ def _kit_stream(kit: Path, recipe: Recipe) -> Any:
 
 
 def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, recipe: Recipe,
-                  served: str | None = None) -> Any:
+                  served: str | None = None, anomaly_map: str = "ssim") -> Any:
     """Every score calibrated on the calibration kit (trainer.calibration_bundle), tied to the
-    training data's digest; ``served`` (default: the local score fused over frames) serves."""
+    training data's digest; ``served`` (default: the local score fused over frames) serves;
+    the local scores read ``anomaly_map`` (vialguard.local_score.MAP_KINDS)."""
     from trainer.calibration_bundle import DEFAULT_SCORE, calibrate_scores, kit_maps
+    from vialguard.local_score import MAP_KINDS, MAP_STRIP
 
     _check_kit(kit, profile)
+    if anomaly_map not in MAP_KINDS:
+        raise ChainError(f"unknown anomaly map '{anomaly_map}'; known: {', '.join(MAP_KINDS)}")
+    if anomaly_map == MAP_STRIP:
+        from vialguard.strip_reference import check_recipe
+
+        check_recipe(recipe)
+        if profile.patch_size != recipe.patch_size:
+            raise ChainError(f"the strip reference compares native-size regions ({recipe.patch_size} px); profile "
+                             f"'{profile.name}' resamples them to {profile.patch_size} px: use --anomaly-map ssim")
     digest = load_index(train_patches).source_digest
-    maps = kit_maps(generator, _kit_stream(kit, recipe), recipe)
+    maps = kit_maps(generator, _kit_stream(kit, recipe), recipe, anomaly_map=anomaly_map)
     return calibrate_scores(maps, served=served or DEFAULT_SCORE, profile=profile.name,
                             patch_size=profile.patch_size, recipe=recipe, training_data_digest=digest)
 

@@ -25,7 +25,7 @@ from trainer.cli_commands import COMMANDS  # noqa: E402  (commands import Tensor
 from trainer.run_scale import SCALE_FLAGS, SCALES  # noqa: E402
 from trainer.shard_index import FRAME_MODES  # noqa: E402
 from vialguard.errors import VialguardError  # noqa: E402
-from vialguard.local_score import SCORE_KINDS, SCORE_LOCAL_FUSED  # noqa: E402
+from vialguard.local_score import MAP_KINDS, MAP_STRIP, SCORE_KINDS, SCORE_LOCAL_FUSED  # noqa: E402
 from vialguard.recipe import DEFAULT_RECIPE_ID  # noqa: E402
 
 log = logging.getLogger("vialguard-train")
@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--score", choices=SCORE_KINDS, default=SCORE_LOCAL_FUSED,
                            help="the score the version serves (default: local-fused; every score is "
                                 "calibrated and compared in the report)")
+            p.add_argument("--anomaly-map", choices=MAP_KINDS, default=MAP_STRIP,
+                           help="the map the local scores read: strip (each vial against the other vials of "
+                                "its strip; native-size regions), ssim (the generator's 1 - SSIM residual) or "
+                                "segmenter (the head of --generator); default strip")
         else:
             p.add_argument("--calibration", type=_existing_dir, required=True, help="output of `calibrate`")
             p.add_argument("--out", type=Path, required=True, help="directory for report.md/json, roc.png")

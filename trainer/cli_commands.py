@@ -97,7 +97,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     profile, recipe = _profile(args.profile), load_recipe(args.recipe)
     bundle = chain.calibrate_kit(chain.load_generator(args.generator), profile, args.kit, args.train_patches,
-                                 recipe, args.score)
+                                 recipe, args.score, args.anomaly_map)
     bundle.save(args.out)
     cal = bundle.calibration
     print(f"calibration: {args.out}  score {cal.score}, serving {cal.serving} thresholds: "
@@ -156,7 +156,7 @@ def cmd_all(args: argparse.Namespace) -> int:
             generator, patches["train"], profile, layout, scale.segmenter_epochs, scale.segmenter_steps,
             scale.batch_size, config.seed))
     bundle = step("calibrate", lambda: chain.calibrate_kit(generator, profile, patches["calibration"],
-                                                           patches["train"], recipe))
+                                                           patches["train"], recipe, anomaly_map=scale.anomaly_map))
     bundle.save(layout.calibration_dir)
     calibration = bundle.calibration
     evaluation, files = step("evaluate", lambda: chain.evaluate_kit(generator, profile, bundle,

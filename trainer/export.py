@@ -244,7 +244,8 @@ def export_version(
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
         "io": {"input": io.INPUT_PATCHES, "input_datatype": input_type, "outputs": list(io.OUTPUTS)},
         "score": calibration.score,
-        "anomaly_map": "ssim" if segmenter_of(generator) is None else "segmenter",
+        "anomaly_map": local.anomaly_map if local is not None else
+        ("ssim" if segmenter_of(generator) is None else "segmenter"),
         "patch_layout": local.layout.as_dict() if local is not None else None,
         "probe_check": diffs, "serving_thresholds": calibration.serving,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

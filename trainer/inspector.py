@@ -11,7 +11,8 @@ reference's.
 Only the encoder and decoder run here: the second encoder (z_hat) serves the training
 loss only and would double the cost of inference. A generator with a segmentation head
 attached (trainer.networks.segmenter) scores the head's logit map instead of the
-1 - SSIM map; phi stays the paper's.
+1 - SSIM map, and a version whose local score is of the strip reference's map
+(vialguard.strip_reference) scores that; phi stays the paper's.
 """
 from __future__ import annotations
 
@@ -24,10 +25,13 @@ import tensorflow as tf
 from trainer.config import ModelProfile
 from trainer.networks.generator import DECODER_NAME, ENCODER_NAME, build_generator
 from trainer.networks.segmenter import segmenter_of
-from trainer.local_score_tf import anomaly_map, local_score_tf
+from trainer.local_score_tf import anomaly_map as ssim_anomaly_map
+from trainer.local_score_tf import local_score_tf
 from vialguard.heatmap import EPSILON
 from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE
-from vialguard.local_score import LocalScoreModel
+from trainer.strip_reference_tf import strip_maps_tf
+from vialguard.local_score import MAP_SSIM, MAP_STRIP, LocalScoreModel, PatchLayout
+from vialguard.strip_reference import StripReferenceParams
 
 InspectorFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
 
@@ -43,21 +47,28 @@ def heatmap_tf(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
 MapsTf = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
 
 
-def inspection_maps(generator: keras.Model) -> MapsTf:
+def inspection_maps(generator: keras.Model, anomaly_map: str = MAP_SSIM, layout: PatchLayout | None = None) -> MapsTf:
     """patches [N, P, P, 1] -> (anomaly maps [N, h, w], phi [N], X_hat): what every score is made of.
 
-    The maps are the 1 - SSIM map, or the segmentation head's logits when the
-    generator carries one; phi is always the mean of the 1 - SSIM map (eq. 9).
+    The maps are the 1 - SSIM map, the segmentation head's logits when the generator
+    carries one, or with ``anomaly_map`` MAP_STRIP the strip reference's map (each vial
+    against the others of its strip; N must then be whole acquisitions of ``layout``);
+    phi is always the mean of the 1 - SSIM map (eq. 9).
     """
     encoder = generator.get_layer(ENCODER_NAME)
     decoder = generator.get_layer(DECODER_NAME)
     segmenter = segmenter_of(generator)
+    if anomaly_map == MAP_STRIP and (segmenter is not None or layout is None):
+        raise ValueError("the strip reference map needs the patch layout and a generator without a segmentation head")
 
     def maps(patches: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x = tf.cast(patches, encoder.compute_dtype)
         x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
-        ssim_maps = anomaly_map(patches, x_hat)
+        ssim_maps = ssim_anomaly_map(patches, x_hat)
         phi = tf.reduce_mean(ssim_maps, axis=[1, 2])  # = 1 - SSIM (eq. 9): the mean of the same map
+        if anomaly_map == MAP_STRIP:
+            assert layout is not None
+            return strip_maps_tf(patches, layout, StripReferenceParams()), phi, x_hat
         if segmenter is None:
             return ssim_maps, phi, x_hat
         logits = tf.cast(segmenter([patches, x_hat], training=False), tf.float32)[..., 0]
@@ -76,7 +87,8 @@ def build_inspector(generator: keras.Model, local: LocalScoreModel | None = None
     """
     size = generator.get_layer(ENCODER_NAME).input.shape[1]
     spec = tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_PATCHES)
-    maps_of = inspection_maps(generator)
+    maps_of = inspection_maps(generator, local.anomaly_map if local is not None else MAP_SSIM,
+                              local.layout if local is not None else None)
 
     @tf.function(input_signature=[spec])
     def inspector(patches: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from trainer.scoring import PATCH_FIELDS, ScoredSet
-from vialguard.local_score import LocalScoreModel, PatchLayout, local_scores
+from vialguard.local_score import MAP_SSIM, LocalScoreModel, PatchLayout, local_scores
 
 MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """patches [N, P, P, 1] -> (anomaly maps [N, h, w]: 1 - SSIM or the head's logits, phi [N])."""
@@ -33,6 +33,7 @@ class KitMaps:
     phi: np.ndarray    # float64 [A * F * V * R]
     table: ScoredSet   # one row per patch, patch order within each acquisition; scores = phi
     exact: dict[str, np.ndarray] = field(default_factory=dict)  # name -> local scores from the float32 maps
+    anomaly_map: str = MAP_SSIM  # which map ``maps`` holds (vialguard.local_score.MAP_KINDS)
 
     @property
     def acquisitions(self) -> int:
@@ -85,7 +86,8 @@ def patch_order(meta: Mapping[str, np.ndarray], layout: PatchLayout) -> np.ndarr
 
 def compute_kit_maps(maps_fn: MapsFn, stream: Iterable[tuple[np.ndarray, Mapping[str, Any]]],
                      layout: PatchLayout, runtime: str = "tensorflow-cpu",
-                     exact_models: Mapping[str, LocalScoreModel] | None = None, keep_maps: bool = True) -> KitMaps:
+                     exact_models: Mapping[str, LocalScoreModel] | None = None, keep_maps: bool = True,
+                     anomaly_map: str = MAP_SSIM) -> KitMaps:
     """Run ``maps_fn`` over a labelled stream of whole acquisitions (one per chunk).
 
     ``exact_models`` are local scores to compute from the float32 maps as they pass (what
@@ -120,18 +122,20 @@ def compute_kit_maps(maps_fn: MapsFn, stream: Iterable[tuple[np.ndarray, Mapping
                                    batch_seconds=seconds, batch_sizes=[layout.per_acquisition] * len(seconds),
                                    runtime=runtime)
     stacked = np.stack(maps) if maps else np.zeros((0,), np.float16)
-    return KitMaps(layout, stacked, all_phi, table, {name: np.concatenate(v) for name, v in exact.items()})
+    return KitMaps(layout, stacked, all_phi, table, {name: np.concatenate(v) for name, v in exact.items()},
+                   anomaly_map)
 
 
-def keras_maps_fn(generator: Any) -> MapsFn:
-    """(anomaly maps, phi) of patches through the generator (and its head, if any), in TensorFlow."""
+def keras_maps_fn(generator: Any, anomaly_map: str = MAP_SSIM, layout: PatchLayout | None = None) -> MapsFn:
+    """(anomaly maps, phi) of patches through the generator (and its head, if any, or the strip
+    reference with ``anomaly_map``), in TensorFlow: the served graph's own arithmetic."""
     import tensorflow as tf
 
     from trainer.inspector import inspection_maps
     from trainer.networks.generator import ENCODER_NAME
 
     size = generator.get_layer(ENCODER_NAME).input.shape[1]
-    maps_of = inspection_maps(generator)
+    maps_of = inspection_maps(generator, anomaly_map, layout)
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
     def run(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -50,6 +50,10 @@ class RunScale:
     # the served score reads the 1 - SSIM map.
     segmenter_epochs: int = 0
     segmenter_steps: int = 250
+    # The map the local score reads (vialguard.local_score.MAP_KINDS): "strip" compares each
+    # vial with the other vials of its strip (vialguard.strip_reference; native-size regions
+    # only), "ssim" is the generator's 1 - SSIM residual.
+    anomaly_map: str = "ssim"
 
     def with_overrides(self, **values: Any) -> "RunScale":
         """A copy with every non-None value replaced (command-line flags left unset stay default)."""
@@ -77,12 +81,12 @@ SCALES: dict[str, RunScale] = {
         name="cpu", train_products=48, train_runs=2, calibration_good=20, calibration_defective=20,
         test_good=20, test_defective=20, kit_runs=10, epochs=16, steps_per_epoch=250, batch_size=16,
         validation_steps=20, shuffle_buffer=2048, workers=2, learning_rate=1e-3,
-        train_settings=("max_rotation=0.03", "restart_samples=64000", "w_a=200.0"),
+        train_settings=("max_rotation=0.03", "restart_samples=64000", "w_a=200.0"), anomaly_map="strip",
     ),
     "paper": RunScale(
         name="paper", train_products=782, train_runs=10, calibration_good=60, calibration_defective=70,
         test_good=120, test_defective=141, kit_runs=10, epochs=10, steps_per_epoch=None, batch_size=32,
-        shuffle_buffer=16384, workers=8, profile="paper",
+        shuffle_buffer=16384, workers=8, profile="paper", anomaly_map="strip",
     ),
     # For tests: seconds.
     "smoke": RunScale(
@@ -95,7 +99,7 @@ SCALES: dict[str, RunScale] = {
 # Fields the command line can override one by one (--train-products, --steps, ...).
 SCALE_FLAGS = ("train_products", "train_runs", "calibration_good", "calibration_defective", "test_good",
                "test_defective", "kit_runs", "epochs", "steps_per_epoch", "batch_size", "shard_size", "workers",
-               "segmenter_epochs", "segmenter_steps")
+               "segmenter_epochs", "segmenter_steps", "anomaly_map")
 
 
 def get_scale(name: str) -> RunScale:

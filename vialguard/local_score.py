@@ -4,7 +4,8 @@ The paper's phi (eq. 9) is the *mean* of the SSIM map over the patch: a 3 px par
 covers 0.1 % of a 256 px patch and moves that mean less than bubbles, the meniscus and
 pose do. The local score looks at the map itself:
 
-    m = 1 - SSIM map(X, X_hat)                  [h, w] per patch (the one SSIM)
+    m = 1 - SSIM map(X, X_hat)                  [h, w] per patch (the one SSIM), or another
+                                                anomaly map of the same size (MAP_KINDS)
     m = Gaussian(m, smooth_sigma)               pixel noise averaged out (zero-padded 'same')
     m = min over the frames of one vial/region  (optional fusion, below)
     z = (m - mean_r) / scale_r                  per pixel, region r's good statistics
@@ -48,6 +49,10 @@ SCORE_LOCAL = "local"               # max of the normalised SSIM map, frame by f
 SCORE_LOCAL_FUSED = "local-fused"   # the same after the per-pixel minimum over the frames
 SCORE_KINDS = (SCORE_PHI, SCORE_LOCAL, SCORE_LOCAL_FUSED)
 FILENAME = "local_score.npz"
+MAP_SSIM = "ssim"            # 1 - SSIM(X, X_hat): the generator's residual
+MAP_SEGMENTER = "segmenter"  # the segmentation head's logits (trainer.networks.segmenter)
+MAP_STRIP = "strip"          # each vial against the other vials of its strip (vialguard.strip_reference)
+MAP_KINDS = (MAP_SSIM, MAP_SEGMENTER, MAP_STRIP)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class LocalScoreModel:
     mean: np.ndarray   # float32 [regions, h, w]
     scale: np.ndarray  # float32 [regions, h, w], > 0
     smooth_sigma: float = 0.0  # Gaussian smoothing of the map before anything else (0: none)
+    anomaly_map: str = MAP_SSIM  # which map the statistics are of (MAP_KINDS)
 
     def __post_init__(self) -> None:
         want = (self.layout.regions,)
@@ -102,6 +108,9 @@ class LocalScoreModel:
                                    f"got {self.mean.shape} and {self.scale.shape}")
         if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all()):
             raise CalibrationError("local score statistics must be finite with a positive scale")
+        if self.anomaly_map not in MAP_KINDS:
+            raise CalibrationError(f"local score statistics of an unknown map '{self.anomaly_map}'; known: "
+                                   f"{', '.join(MAP_KINDS)}")
 
     @property
     def kind(self) -> str:
@@ -115,7 +124,8 @@ class LocalScoreModel:
         buf = io.BytesIO()
         np.savez_compressed(buf, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                             layout=np.array([self.layout.frames, self.layout.vials, self.layout.regions]),
-                            fuse_frames=np.array(bool(self.fuse_frames)), smooth_sigma=np.array(self.smooth_sigma))
+                            fuse_frames=np.array(bool(self.fuse_frames)), smooth_sigma=np.array(self.smooth_sigma),
+                            anomaly_map=np.array(self.anomaly_map))
         return buf.getvalue()
 
     @classmethod
@@ -124,8 +134,9 @@ class LocalScoreModel:
             with np.load(io.BytesIO(data)) as z:
                 frames, vials, regions = (int(v) for v in z["layout"])
                 sigma = float(z["smooth_sigma"]) if "smooth_sigma" in z else 0.0
+                source = str(z["anomaly_map"]) if "anomaly_map" in z else MAP_SSIM  # versions before the strip map
                 return cls(PatchLayout(frames, vials, regions), bool(z["fuse_frames"]),
-                           z["mean"].astype(np.float32), z["scale"].astype(np.float32), sigma)
+                           z["mean"].astype(np.float32), z["scale"].astype(np.float32), sigma, source)
         except (KeyError, ValueError, OSError) as exc:
             raise CalibrationError(f"local score statistics are unreadable: {exc}") from exc
 
@@ -188,8 +199,10 @@ def local_scores(anomaly_maps: np.ndarray, model: LocalScoreModel) -> np.ndarray
 class StatisticsAccumulator:
     """Per-region, per-pixel mean and std of the (fused) maps of good acquisitions, streamed."""
 
-    def __init__(self, layout: PatchLayout, fuse_frames: bool, smooth_sigma: float = 0.0) -> None:
+    def __init__(self, layout: PatchLayout, fuse_frames: bool, smooth_sigma: float = 0.0,
+                 anomaly_map: str = MAP_SSIM) -> None:
         self.layout, self.fuse_frames, self.smooth_sigma = layout, fuse_frames, smooth_sigma
+        self.anomaly_map = anomaly_map
         self._sum: np.ndarray | None = None
         self._sum_sq: np.ndarray | None = None
         self.samples = 0  # maps per region
@@ -218,4 +231,4 @@ class StatisticsAccumulator:
         floor = np.quantile(std.reshape(self.layout.regions, -1), floor_quantile, axis=1)[:, None, None]
         scale = np.sqrt(_dilate(std, dilate) ** 2 + np.maximum(floor, 1e-6) ** 2)
         return LocalScoreModel(self.layout, self.fuse_frames, _dilate(mean, dilate).astype(np.float32),
-                               scale.astype(np.float32), self.smooth_sigma)
+                               scale.astype(np.float32), self.smooth_sigma, self.anomaly_map)
