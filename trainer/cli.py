@@ -57,6 +57,10 @@ def _add_scale_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="training set seed; kits use seed+1 and seed+2")
     for name in SCALE_FLAGS:
         flag = "--steps" if name == "steps_per_epoch" else f"--{name.replace('_', '-')}"
+        if name == "anomaly_map":
+            p.add_argument(flag, dest=name, choices=MAP_KINDS, default=None,
+                           help="the map the local scores read (default: the preset's; cpu and paper: strip)")
+            continue
         p.add_argument(flag, dest=name, type=_positive_int, default=None, help=f"override the preset's {name}")
 
 

@@ -244,7 +244,9 @@ def export_version(
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
         "io": {"input": io.INPUT_PATCHES, "input_datatype": input_type, "outputs": list(io.OUTPUTS)},
         "score": calibration.score,
-        "anomaly_map": local.anomaly_map if local is not None else
+        # what the graph scores (trainer.inspector.inspection_maps): the strip map when the
+        # statistics are of it, else the head's logits when the generator has one, else 1 - SSIM
+        "anomaly_map": "strip" if local is not None and local.anomaly_map == "strip" else
         ("ssim" if segmenter_of(generator) is None else "segmenter"),
         "patch_layout": local.layout.as_dict() if local is not None else None,
         "probe_check": diffs, "serving_thresholds": calibration.serving,

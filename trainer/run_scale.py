@@ -3,7 +3,9 @@
 ``cpu`` reproduces the committed cpu version on a 2-core machine in about
 45 minutes of wall time (measured for version 4, one ``trainer.cli all`` run on
 2026-12-01: simulation 3.5 min, ingestion 34 s, training 16 x 250 steps of 16
-patches at 256 px 34 min, calibration 4 min, evaluation 2.7 min, export 8 s).
+patches at 256 px 34 min, calibration 4 min, evaluation 2.7 min, export 8 s; version 5
+re-calibrated that generator with the strip reference map, which adds about a second
+per acquisition to calibration and evaluation on a loaded machine).
 ``paper`` is the paper's setup: 782 good strips x 10
 acquisitions for training (2,815,200 patches with 16 frames + 2 rank images),
 and a Knapp-style test kit of 120 good and 141 defective products x 10 runs.

@@ -5,7 +5,7 @@ vial stacked into its column, blurred (symmetric padding), the strip's rotation 
 by trying every shift of the grid between neighbouring vials at half resolution (in
 the liquid region, the difference of the vials' meniscus rows instead), the
 other vials' min/max over the tolerance window shifted onto each vial, and the
-distance outside that range, least over the other vials. Only pad, conv, max pool,
+distance outside that range, least over the other vials. Only pad, slices, max pool,
 gather, reshape and elementwise ops: tf2onnx exports them as plain ONNX.
 """
 from __future__ import annotations
@@ -18,44 +18,65 @@ from vialguard.strip_reference import SSIM_CROP, StripReferenceParams, _gaussian
 
 
 def _blur(x: tf.Tensor, sigma: float) -> tf.Tensor:
-    """[B, H, W] separable Gaussian with symmetric padding."""
+    """[B, H, W] separable Gaussian with symmetric padding, as weighted slices: a one-channel
+    convolution costs ONNX Runtime several times more (its blocked layout is built for channels)."""
     if sigma <= 0:
         return x
     k = _gaussian(sigma)
     r = k.size // 2
-    y = tf.pad(x[..., None], [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
-    y = tf.nn.conv2d(y, tf.constant(k.reshape(-1, 1, 1, 1)), strides=1, padding="VALID")
-    y = tf.nn.conv2d(y, tf.constant(k.reshape(1, -1, 1, 1)), strides=1, padding="VALID")
-    return y[..., 0]
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    y = _symmetric(x, r, axis=1)
+    y = tf.add_n([float(k[i]) * y[:, i:i + h, :] for i in range(k.size)])
+    y = _symmetric(y, r, axis=2)
+    return tf.add_n([float(k[j]) * y[:, :, j:j + w] for j in range(k.size)])
+
+
+def _symmetric(x: tf.Tensor, r: int, axis: int) -> tf.Tensor:
+    """tf.pad 'SYMMETRIC' by r on one axis, built from reversed edge slices (tf2onnx turns the
+    padding itself into a reflect pad plus a Compress that costs more than the blur)."""
+    n = int(x.shape[axis])
+    head = tf.reverse(tf.gather(x, list(range(r)), axis=axis), axis=[axis])
+    tail = tf.reverse(tf.gather(x, list(range(n - r, n)), axis=axis), axis=[axis])
+    return tf.concat([head, x, tail], axis=axis)
 
 
 def _shift_static(x: tf.Tensor, dy: float) -> tf.Tensor:
-    """out[..., y, :] = x[..., y + dy, :] for a constant dy (linear, edge rows repeated), axis -2."""
+    """out[..., y, :] = x[..., y + dy, :] for a constant dy (linear, edge rows repeated), axis -2.
+
+    Slices and edge rows, no gather: the rotation search runs it 29 times."""
     h = int(x.shape[-2])
     n = int(np.floor(dy))
     frac = float(dy - n)
-    rows = np.arange(h)
-    lo = tf.gather(x, np.clip(rows + n, 0, h - 1), axis=-2)
-    if frac == 0.0:
-        return lo
-    hi = tf.gather(x, np.clip(rows + n + 1, 0, h - 1), axis=-2)
-    return lo * (1.0 - frac) + hi * frac
+
+    def rows_from(k: int) -> tf.Tensor:  # x[..., clip(y + k), :]
+        if k >= 0:
+            k = min(k, h - 1)
+            return tf.concat([x[..., k:, :]] + [x[..., h - 1:, :]] * k, axis=-2) if k else x
+        k = min(-k, h - 1)
+        return tf.concat([x[..., :1, :]] * k + [x[..., :h - k, :]], axis=-2)
+
+    lo = rows_from(n)
+    return lo if frac == 0.0 else lo * (1.0 - frac) + rows_from(n + 1) * frac
 
 
-def _shift_dynamic(x: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
-    """x [A, F, H, W] with out[a, :, y] = x[a, :, y + dy[a]] (dy [A] float32; linear, edges repeated)."""
-    a, f, h, w = tf.shape(x)[0], int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+def _shift_dynamic(x: tf.Tensor, dy: tf.Tensor, rows: tuple[int, int] | None = None) -> tf.Tensor:
+    """x [B, F, H, W] with out[b, :, y] = x[b, :, y + dy[b]] (dy [B] float32; linear, edges repeated).
+
+    ``rows`` (first, last): only those output rows are made, read from anywhere in x."""
+    b, f, h, w = tf.shape(x)[0], int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+    first, last = rows or (0, h)
     n = tf.floor(dy)
-    frac = (dy - n)[:, None, None, None]
-    rows = tf.range(h, dtype=tf.int32)[None, :] + tf.cast(n, tf.int32)[:, None]    # [A, H]
-    base = (tf.range(a, dtype=tf.int32) * h)[:, None]
-    flat = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, f * w])                    # [A*H, F*W]
+    frac = tf.reshape(dy - n, [-1, 1, 1, 1])
+    wanted = tf.range(first, last, dtype=tf.int32)[None, None, :]                              # [1, 1, R]
+    base = (tf.range(b * f, dtype=tf.int32) * h)[:, None]
+    flat = tf.reshape(x, [-1, w])                                                              # [B*F*H, W]
+    shift = tf.repeat(tf.cast(n, tf.int32), f)[:, None, None]                                  # [B*F, 1, 1]
 
-    def take(r: tf.Tensor) -> tf.Tensor:
-        got = tf.gather(flat, tf.reshape(base + tf.clip_by_value(r, 0, h - 1), [-1]))
-        return tf.transpose(tf.reshape(got, [a, h, f, w]), [0, 2, 1, 3])
+    def take(k: int) -> tf.Tensor:
+        index = tf.clip_by_value(wanted + shift + k, 0, h - 1)[:, 0] + base                    # [B*F, R]
+        return tf.reshape(tf.gather(flat, tf.reshape(index, [-1])), [b, f, last - first, w])
 
-    return take(rows) * (1.0 - frac) + take(rows + 1) * frac
+    return take(0) * (1.0 - frac) + take(1) * frac
 
 
 def _window(x: tf.Tensor, size: int, reduce: str) -> tf.Tensor:
@@ -72,7 +93,7 @@ def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenc
     h = r * p
     x = tf.cast(patches, tf.float32)[..., 0]
     cols = tf.reshape(_blur(tf.reshape(tf.reshape(x, [-1, f, v, h, p]), [-1, h, p]), params.sigma), [-1, f, v, h, p])
-    small = cols[:, :, :, ::2, ::2]
+    small = tf.reshape(cols, [-1, f, v, h // 2, 2, p // 2, 2])[:, :, :, :, 0, :, 0]  # = [..., ::2, ::2]
     costs = tf.stack([tf.reduce_mean(tf.abs(small[:, :, :-1] - _shift_static(small[:, :, 1:], float(s) / 2)),
                                      axis=[1, 2, 3, 4]) for s in params.steps], axis=1)          # [A, steps]
     step = tf.gather(tf.constant(params.steps), tf.argmin(costs, axis=1, output_type=tf.int32))  # [A]
@@ -88,16 +109,16 @@ def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenc
         profile = tf.reduce_mean(cols[:, :, :, top + first:top + last, c - half:c + half], axis=-1)
         menisci = tf.argmin(profile, axis=-1, output_type=tf.int32)                             # [A, F, V]
 
-    def by_frame(x: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:  # x [A, F, H, W], dy [A, F]
-        return tf.reshape(_shift_dynamic(tf.reshape(x, [-1, 1, h, p]), tf.reshape(dy, [-1])), [-1, f, h, p])
-
     def aligned(x: tf.Tensor, o: int, i: int) -> tf.Tensor:
         """Vial o's x moved onto vial i: by the rotation, and in the liquid region by the menisci."""
-        rotated = _shift_dynamic(x, step * float(o - i))
         if liquid < 0:
-            return rotated
-        by_level = by_frame(x, tf.cast(menisci[:, :, o] - menisci[:, :, i], tf.float32))
-        return tf.concat([rotated[:, :, :top], by_level[:, :, top:top + p], rotated[:, :, top + p:]], axis=2)
+            return _shift_dynamic(x, step * float(o - i))
+        dy = tf.cast(menisci[:, :, o] - menisci[:, :, i], tf.float32)                         # [A, F]
+        by_level = tf.reshape(_shift_dynamic(tf.reshape(x, [-1, 1, h, p]), tf.reshape(dy, [-1]), (top, top + p)),
+                              [-1, f, p, p])
+        parts = [_shift_dynamic(x, step * float(o - i), (0, top)) if top else None, by_level,
+                 _shift_dynamic(x, step * float(o - i), (top + p, h)) if top + p < h else None]
+        return tf.concat([t for t in parts if t is not None], axis=2)
 
     per_vial = []
     for i in range(v):
