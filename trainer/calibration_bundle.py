@@ -24,7 +24,8 @@ from trainer.kit_maps import KitMaps, compute_kit_maps, keras_maps_fn
 from trainer.qualification import DefectTruth
 from vialguard.calibration import Calibration
 from vialguard.errors import CalibrationError
-from vialguard.local_score import MAP_SEGMENTER, MAP_SSIM, SCORE_KINDS, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, PatchLayout
+from vialguard.local_score import (MAP_SEGMENTER, MAP_SSIM, SCORE_KINDS, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel,
+                                   PatchLayout)
 from vialguard.recipe import Recipe
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vialguard.local_score import PatchLayout
-from vialguard.strip_reference import SSIM_CROP, StripReferenceParams, _gaussian
+from vialguard.local_score import PatchLayout, smoothing_kernel
+from vialguard.strip_reference import SSIM_CROP, StripReferenceParams
 
 
 def _blur(x: tf.Tensor, sigma: float) -> tf.Tensor:
@@ -22,7 +22,7 @@ def _blur(x: tf.Tensor, sigma: float) -> tf.Tensor:
     convolution costs ONNX Runtime several times more (its blocked layout is built for channels)."""
     if sigma <= 0:
         return x
-    k = _gaussian(sigma)
+    k = smoothing_kernel(sigma)
     r = k.size // 2
     h, w = int(x.shape[-2]), int(x.shape[-1])
     y = _symmetric(x, r, axis=1)

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from vialguard.errors import CalibrationError
+from vialguard.local_score import smoothing_kernel
 from vialguard.recipe import Recipe
 
 SSIM_CROP = 5  # the 11 x 11 SSIM window's valid output loses 5 px on each side
@@ -85,13 +86,6 @@ def check_recipe(recipe: Recipe) -> None:
         y += r.height
 
 
-def _gaussian(sigma: float) -> np.ndarray:
-    radius = int(np.ceil(3 * sigma))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    g = np.exp(-0.5 * (x / sigma) ** 2)
-    return (g / g.sum()).astype(np.float32)
-
-
 def _per_image(x: np.ndarray, op) -> np.ndarray:  # type: ignore[no-untyped-def]
     flat = np.ascontiguousarray(x, np.float32).reshape(-1, *x.shape[-2:])
     return np.stack([op(img) for img in flat]).reshape(x.shape)
@@ -101,7 +95,7 @@ def blur(columns: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian of [..., H, W], symmetric padding (as tf.pad 'SYMMETRIC')."""
     if sigma <= 0:
         return columns.astype(np.float32)
-    k = _gaussian(sigma)
+    k = smoothing_kernel(sigma)
     return _per_image(columns, lambda img: cv2.sepFilter2D(img, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT))
 
 
