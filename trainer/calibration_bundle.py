@@ -24,8 +24,7 @@ from trainer.kit_maps import KitMaps, compute_kit_maps, keras_maps_fn
 from trainer.qualification import DefectTruth
 from vialguard.calibration import Calibration
 from vialguard.errors import CalibrationError
-from vialguard.local_score import (MAP_SEGMENTER, MAP_SSIM, SCORE_KINDS, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel,
-                                   PatchLayout)
+from vialguard.local_score import MAP_SSIM, SCORE_KINDS, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, PatchLayout
 from vialguard.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -105,11 +104,10 @@ def kit_maps(generator: Any, stream: Iterable[tuple[Any, Mapping[str, Any]]], re
              bundle: CalibrationBundle | None = None, anomaly_map: str = MAP_SSIM) -> KitMaps:
     """One generator pass over a kit: maps kept (calibration, of ``anomaly_map``) or exact scores of
     the bundle's local scores (of the map their statistics are of)."""
-    from trainer.networks.segmenter import segmenter_of
+    from trainer.inspector import scored_map
 
     layout = PatchLayout.from_recipe(recipe)
-    if anomaly_map == MAP_SSIM and segmenter_of(generator) is not None:
-        anomaly_map = MAP_SEGMENTER  # a generator with a head scores the head's logits (trainer.inspector)
+    anomaly_map = scored_map(generator, anomaly_map)
     if bundle is None:
         return compute_kit_maps(keras_maps_fn(generator, anomaly_map, layout), stream, layout,
                                 anomaly_map=anomaly_map)

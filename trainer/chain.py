@@ -22,6 +22,7 @@ from trainer.ingest import IngestOptions, ingest
 from trainer.run_scale import RunScale
 from trainer.shard_index import load_index
 from vialguard.errors import VialguardError
+from vialguard.local_score import MAP_KINDS, MAP_SSIM, MAP_STRIP
 from vialguard.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -237,12 +238,11 @@ def _kit_stream(kit: Path, recipe: Recipe) -> Any:
 
 
 def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, recipe: Recipe,
-                  served: str | None = None, anomaly_map: str = "ssim") -> Any:
+                  served: str | None = None, anomaly_map: str = MAP_SSIM) -> Any:
     """Every score calibrated on the calibration kit (trainer.calibration_bundle), tied to the
     training data's digest; ``served`` (default: the local score fused over frames) serves;
     the local scores read ``anomaly_map`` (vialguard.local_score.MAP_KINDS)."""
     from trainer.calibration_bundle import DEFAULT_SCORE, calibrate_scores, kit_maps
-    from vialguard.local_score import MAP_KINDS, MAP_STRIP
 
     _check_kit(kit, profile)
     if anomaly_map not in MAP_KINDS:

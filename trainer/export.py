@@ -32,7 +32,7 @@ import numpy as np
 from vialguard import inspector_io as io
 from vialguard.calibration import Calibration
 from vialguard.errors import ModelVersionError
-from vialguard.local_score import LocalScoreModel
+from vialguard.local_score import MAP_SSIM, LocalScoreModel
 from vialguard.model_repository import publish_version
 from vialguard.patching import is_native
 from vialguard.recipe import Recipe
@@ -210,7 +210,7 @@ def export_version(
     roc.png) to where it is now; ``extra_files`` maps a file name to its bytes
     (e.g. a Triton Python backend model.py, if one must live in every version).
     """
-    from trainer.inspector import build_inspector
+    from trainer.inspector import build_inspector, scored_map
     from trainer.onnx_heatmap_graph import heatmap_subgraph
 
     _check_consistent(calibration, profile, recipe, training_data_digest)
@@ -222,8 +222,6 @@ def export_version(
     if (local.kind if local is not None else "phi") != want_kind:
         raise ModelVersionError(f"refusing to publish: the calibration serves the '{want_kind}' score but the "
                                 f"export was given {'no local score' if local is None else local.kind + ' statistics'}")
-    from trainer.networks.segmenter import segmenter_of
-
     inspector = build_inspector(generator, local)
     onnx_bytes = convert_inspector(inspector, profile.patch_size)
     check_onnx_io(onnx_bytes, profile.patch_size)
@@ -244,10 +242,7 @@ def export_version(
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
         "io": {"input": io.INPUT_PATCHES, "input_datatype": input_type, "outputs": list(io.OUTPUTS)},
         "score": calibration.score,
-        # what the graph scores (trainer.inspector.inspection_maps): the strip map when the
-        # statistics are of it, else the head's logits when the generator has one, else 1 - SSIM
-        "anomaly_map": "strip" if local is not None and local.anomaly_map == "strip" else
-        ("ssim" if segmenter_of(generator) is None else "segmenter"),
+        "anomaly_map": scored_map(generator, local.anomaly_map if local is not None else MAP_SSIM),
         "patch_layout": local.layout.as_dict() if local is not None else None,
         "probe_check": diffs, "serving_thresholds": calibration.serving,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

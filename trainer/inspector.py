@@ -30,7 +30,7 @@ from trainer.local_score_tf import local_score_tf
 from vialguard.heatmap import EPSILON
 from vialguard.inspector_io import INPUT_PATCHES, OUTPUT_HEATMAP, OUTPUT_PHI, OUTPUT_SCORE
 from trainer.strip_reference_tf import strip_maps_tf
-from vialguard.local_score import MAP_SSIM, MAP_STRIP, LocalScoreModel, PatchLayout
+from vialguard.local_score import MAP_SEGMENTER, MAP_SSIM, MAP_STRIP, LocalScoreModel, PatchLayout
 from vialguard.strip_reference import StripReferenceParams
 
 InspectorFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
@@ -45,6 +45,14 @@ def heatmap_tf(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
 
 
 MapsTf = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+
+
+def scored_map(generator: keras.Model, requested: str = MAP_SSIM) -> str:
+    """The map :func:`inspection_maps` scores for ``requested``: the strip map when asked for,
+    else the segmentation head's logits when the generator carries one, else 1 - SSIM."""
+    if requested == MAP_STRIP:
+        return MAP_STRIP
+    return MAP_SSIM if segmenter_of(generator) is None else MAP_SEGMENTER
 
 
 def inspection_maps(generator: keras.Model, anomaly_map: str = MAP_SSIM, layout: PatchLayout | None = None) -> MapsTf:
