@@ -60,8 +60,9 @@ def inspection_maps(generator: keras.Model, anomaly_map: str = MAP_SSIM, layout:
 
     The maps are the 1 - SSIM map, the segmentation head's logits when the generator
     carries one, or with ``anomaly_map`` MAP_STRIP the strip reference's map (each vial
-    against the others of its strip; N must then be whole acquisitions of ``layout``);
-    phi is always the mean of the 1 - SSIM map (eq. 9).
+    against the others of its strip); phi is always the mean of the 1 - SSIM map (eq. 9).
+    With a ``layout``, N must be whole acquisitions of it, and the SSIM is computed with an
+    acquisition's patches side by side (the same numbers, 5x faster under ONNX Runtime).
     """
     encoder = generator.get_layer(ENCODER_NAME)
     decoder = generator.get_layer(DECODER_NAME)
@@ -72,7 +73,7 @@ def inspection_maps(generator: keras.Model, anomaly_map: str = MAP_SSIM, layout:
     def maps(patches: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x = tf.cast(patches, encoder.compute_dtype)
         x_hat = tf.cast(decoder(encoder(x, training=False), training=False), tf.float32)
-        ssim_maps = ssim_anomaly_map(patches, x_hat)
+        ssim_maps = ssim_anomaly_map(patches, x_hat, layout.per_acquisition if layout is not None else None)
         phi = tf.reduce_mean(ssim_maps, axis=[1, 2])  # = 1 - SSIM (eq. 9): the mean of the same map
         if anomaly_map == MAP_STRIP:
             assert layout is not None

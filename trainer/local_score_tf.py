@@ -9,33 +9,53 @@ subtract/divide and tile: tf2onnx exports them as plain ONNX ops.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-from trainer.ssim_tf import ssim_map
+from trainer.ssim_tf import ssim_map, ssim_map_grouped
 from vialguard.local_score import LocalScoreModel, smoothing_kernel
 
 
-def anomaly_map(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
-    """1 - SSIM map per patch: [N, P, P, 1] x 2 -> [N, P-10, P-10]."""
-    return 1.0 - ssim_map(x, x_hat)[..., 0]
+def anomaly_map(x: tf.Tensor, x_hat: tf.Tensor, group: int | None = None) -> tf.Tensor:
+    """1 - SSIM map per patch: [N, P, P, 1] x 2 -> [N, P-10, P-10].
+
+    With ``group`` (N a multiple of it: whole acquisitions), the same map computed with
+    the patches side by side (trainer.ssim_tf.ssim_map_grouped), 5x faster served.
+    """
+    ssim = ssim_map(x, x_hat) if group is None else ssim_map_grouped(x, x_hat, group)
+    return 1.0 - ssim[..., 0]
 
 
-def smooth_tf(maps: tf.Tensor, sigma: float) -> tf.Tensor:
-    """vialguard.local_score.smooth: separable Gaussian of [N, h, w], zero-padded 'same'."""
+def smooth_tf(maps: tf.Tensor, sigma: float, group: int | None = None) -> tf.Tensor:
+    """vialguard.local_score.smooth: separable Gaussian of [N, h, w], zero-padded 'same'.
+
+    With ``group`` (N a multiple of it), ``group`` maps at a time are the channels of
+    one depthwise convolution: the same sums, but ONNX Runtime runs a one-channel
+    convolution in its blocked layout at a fraction of its speed (measured: 34 ms
+    against 4 ms for an acquisition's 60 maps of 246 x 246 px).
+    """
     kernel = smoothing_kernel(sigma)
     if kernel.size == 1:
         return maps
-    x = maps[..., None]
-    x = tf.nn.conv2d(x, tf.constant(kernel.reshape(-1, 1, 1, 1)), strides=1, padding="SAME")
-    x = tf.nn.conv2d(x, tf.constant(kernel.reshape(1, -1, 1, 1)), strides=1, padding="SAME")
-    return x[..., 0]
+    if group is None:
+        x = maps[..., None]
+        x = tf.nn.conv2d(x, tf.constant(kernel.reshape(-1, 1, 1, 1)), strides=1, padding="SAME")
+        x = tf.nn.conv2d(x, tf.constant(kernel.reshape(1, -1, 1, 1)), strides=1, padding="SAME")
+        return x[..., 0]
+    h, w = maps.shape[1], maps.shape[2]
+    rows = tf.constant(np.tile(kernel.reshape(-1, 1, 1, 1), (1, 1, group, 1)).astype(np.float32))
+    cols = tf.constant(np.tile(kernel.reshape(1, -1, 1, 1), (1, 1, group, 1)).astype(np.float32))
+    x = tf.transpose(tf.reshape(maps, [-1, group, h, w]), [0, 2, 3, 1])    # [N / group, h, w, group]
+    x = tf.nn.depthwise_conv2d(x, rows, strides=[1, 1, 1, 1], padding="SAME")
+    x = tf.nn.depthwise_conv2d(x, cols, strides=[1, 1, 1, 1], padding="SAME")
+    return tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, h, w])
 
 
 def local_score_tf(maps: tf.Tensor, model: LocalScoreModel) -> tf.Tensor:
     """Local score [N] from 1 - SSIM maps [N, h, w] of whole acquisitions in patch order."""
     lay = model.layout
     h, w = model.map_shape
-    maps = smooth_tf(maps, model.smooth_sigma)
+    maps = smooth_tf(maps, model.smooth_sigma, lay.per_acquisition)
     stacked = tf.reshape(maps, [-1, lay.frames, lay.vials, lay.regions, h, w])
     if model.fuse_frames:
         stacked = tf.reduce_min(stacked, axis=1, keepdims=True)

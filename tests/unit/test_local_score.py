@@ -124,3 +124,20 @@ def test_smoothing_and_neighbourhood_statistics_match_between_numpy_and_tensorfl
     samples[:, 4, 4] += rng.normal(0, 0.5, 50).astype(np.float32)
     single.add(samples)
     assert single.model(dilate=3).scale[0, 3, 3] > 5 * single.model(dilate=1).scale[0, 3, 3]
+
+
+@pytest.mark.parametrize("group", [1, 2, 4])
+def test_grouped_smoothing_is_the_reference_smoothing_map_for_map(group: int) -> None:
+    """The served graph smooths `group` maps at a time as channels: same numbers, same places."""
+    import tensorflow as tf
+
+    from trainer.local_score_tf import smooth_tf
+    from vialguard.local_score import smooth
+
+    rng = np.random.default_rng(group)
+    maps = rng.random((8, 13, 11)).astype(np.float32)
+    maps[3, 6, 5] = 25.0                                           # one spike, in one map only
+    grouped = smooth_tf(tf.constant(maps), 1.5, group).numpy()
+    np.testing.assert_allclose(grouped, smooth(maps, 1.5), atol=1e-5)
+    np.testing.assert_allclose(grouped, smooth_tf(tf.constant(maps), 1.5).numpy(), atol=1e-6)
+    assert np.argmax(grouped.max(axis=(1, 2))) == 3

@@ -43,3 +43,19 @@ def test_tf_ssim_equals_numpy_reference_on_structured_patches() -> None:
 def test_tf_ssim_of_identical_patches_is_one() -> None:
     x = _structured(3, 32, np.random.default_rng(1))
     np.testing.assert_allclose(ssim(x, x).numpy(), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("group", [1, 3, 6])
+def test_grouped_ssim_map_is_the_same_map_patch_for_patch(group: int) -> None:
+    """The served graph's layout (patches side by side as channels) changes no number
+    beyond float rounding, and keeps every patch in its place."""
+    from trainer.ssim_tf import ssim_map, ssim_map_grouped
+
+    rng = np.random.default_rng(group)
+    x = _structured(6, 32, rng)
+    x[::2] = rng.random(x[::2].shape, dtype=np.float32)      # patches unlike each other
+    y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
+    grouped = ssim_map_grouped(x, y, group).numpy()
+    assert grouped.shape == (6, 22, 22, 1)
+    np.testing.assert_allclose(grouped, ssim_map(x, y).numpy(), atol=2e-6)
+    np.testing.assert_allclose(grouped[..., 0], reference.ssim_map(x[..., 0], y[..., 0]), atol=1e-5)
