@@ -66,14 +66,21 @@ class InferenceTiming:
 
 
 def _timing_local_model(patch_size: int):  # noqa: ANN202
-    """A fused local-score model of the recipe's layout: its statistics do not change the time."""
-    from vialguard.local_score import LocalScoreModel, PatchLayout
+    """The fused local-score model a `cpu` version serves, of the recipe's layout: the map the
+    cpu scale scores (the strip reference at native size) and the calibration's smoothing.
+    Its statistics do not change the time."""
+    from trainer.calibrate_local import SMOOTH_SIGMA
+    from trainer.run_scale import get_scale
+    from vialguard.local_score import MAP_SSIM, LocalScoreModel, PatchLayout
+    from vialguard.patching import is_native
     from vialguard.recipe import load_recipe
 
-    layout = PatchLayout.from_recipe(load_recipe())
+    recipe = load_recipe()
+    layout = PatchLayout.from_recipe(recipe)
     side = patch_size - 10
+    anomaly_map = get_scale("cpu").anomaly_map if is_native(recipe, patch_size) else MAP_SSIM
     return LocalScoreModel(layout, True, np.zeros((layout.regions, side, side), np.float32),
-                           np.ones((layout.regions, side, side), np.float32))
+                           np.ones((layout.regions, side, side), np.float32), SMOOTH_SIGMA, anomaly_map)
 
 
 def time_profile(profile_name: str, acquisitions: int, warmup: int, threads: int,
