@@ -25,7 +25,7 @@ from vialguard.calibration import Calibration
 from vialguard.dataset import iter_acquisitions, load_frames, patch_labels, read_header
 from vialguard.errors import ModelVersionError
 from vialguard.model_repository import load_version_calibration, version_dir
-from vialguard.patching import acquisition_labels, cut_acquisition, select_inspected
+from vialguard.patching import acquisition_labels, cut_acquisition, cut_acquisition_pixels, select_inspected
 from vialguard.recipe import load_recipe
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ def score_kit_with_onnx(onnx_path: Path, kit: Path, patch_size: int, threads: in
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    # what the preprocessor sends this graph: the camera's pixels when it scales them
+    # itself (uint8/uint16 input), else float32 patches in [0, 1]
+    takes_pixels = session.get_inputs()[0].type != "tensor(float)"
     labels = acquisition_labels(recipe)
     columns: dict[str, list] = {k: [] for k in ("scores", "phi", "region", "vial", "frame", "acquisition_id",
                                                 "product_id", "run_index", "patch_defective",
@@ -49,7 +52,9 @@ def score_kit_with_onnx(onnx_path: Path, kit: Path, patch_size: int, threads: in
     seconds = []
     for record in iter_acquisitions(kit):
         frames = load_frames(kit, record)
-        patches = cut_acquisition(select_inspected(frames, recipe), recipe, patch_size)
+        inspected = select_inspected(frames, recipe)
+        patches = (cut_acquisition_pixels(inspected, recipe) if takes_pixels
+                   else cut_acquisition(inspected, recipe, patch_size))
         start = time.perf_counter()
         score, phi = session.run([io.OUTPUT_SCORE, io.OUTPUT_PHI], {io.INPUT_PATCHES: patches})
         seconds.append(time.perf_counter() - start)
