@@ -48,6 +48,8 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_num_threads", "0"))
+        if "allow_spinning" in params:  # "0": idle ORT threads sleep instead of spinning
+            options.add_session_config_entry("session.intra_op.allow_spinning", params["allow_spinning"])
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         heatmap_path = os.path.join(version_dir, HEATMAP_ONNX_FILENAME)
         self.heatmap_session = (ort.InferenceSession(heatmap_path, options, providers=["CPUExecutionProvider"])
