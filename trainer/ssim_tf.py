@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vialguard.ssim import C1, C2, WINDOW_SIZE, gaussian_kernel_1d
+from trainer.separable_tf import filter_side_by_side, separable_depthwise
+from vialguard.ssim import C1, C2, gaussian_kernel_1d
 
 _KERNEL_1D = gaussian_kernel_1d().astype(np.float32)
 
@@ -24,11 +25,7 @@ def _filter_valid(images: tf.Tensor) -> tf.Tensor:
     passes replace one 121-tap pass, as in the numpy reference; measured 1.5x faster
     under ONNX Runtime.
     """
-    channels = images.shape[-1]
-    rows = np.tile(_KERNEL_1D.reshape(WINDOW_SIZE, 1, 1, 1), (1, 1, channels, 1))
-    cols = np.tile(_KERNEL_1D.reshape(1, WINDOW_SIZE, 1, 1), (1, 1, channels, 1))
-    out = tf.nn.depthwise_conv2d(images, tf.constant(rows), strides=[1, 1, 1, 1], padding="VALID")
-    return tf.nn.depthwise_conv2d(out, tf.constant(cols), strides=[1, 1, 1, 1], padding="VALID")
+    return separable_depthwise(images, _KERNEL_1D, "VALID")
 
 
 def ssim_map(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -58,24 +55,18 @@ def ssim_map_grouped(x: tf.Tensor, y: tf.Tensor, group: int) -> tf.Tensor:
     ``group`` patches at a time become the channels of one image, so that ONNX Runtime
     runs each Gaussian pass as one depthwise convolution over ``group`` channels in its
     native NCHW layout. The per-patch form exports as 1- and 5-channel images in NHWC
-    with transposes around every convolution and costs 5x more there (measured: 199 ms
-    against 38 ms for the 60 patches of an acquisition on 2 threads). N must be a
-    multiple of ``group`` (the served graph takes whole acquisitions).
+    with transposes around every convolution and costs 5x more there
+    (trainer.separable_tf). N must be a multiple of ``group`` (the served graph takes
+    whole acquisitions).
     """
-    x = tf.cast(x, tf.float32)
-    y = tf.cast(y, tf.float32)
-    size_h, size_w = x.shape[1], x.shape[2]
-    h, w = size_h - WINDOW_SIZE + 1, size_w - WINDOW_SIZE + 1
-    xg = tf.reshape(x, [-1, group, size_h, size_w])                  # [N / group, group, H, W]
-    yg = tf.reshape(y, [-1, group, size_h, size_w])
+    x = tf.cast(x, tf.float32)[..., 0]
+    y = tf.cast(y, tf.float32)[..., 0]
 
     def local_mean(t: tf.Tensor) -> tf.Tensor:
-        # TensorFlow's depthwise convolution is channels-last; tf2onnx cancels these two
-        # transposes against the ones it puts around the ONNX Conv, so none is left.
-        return tf.transpose(_filter_valid(tf.transpose(t, [0, 2, 3, 1])), [0, 3, 1, 2])
+        return filter_side_by_side(t, _KERNEL_1D, group, "VALID")
 
-    out = _ssim_from_moments(*(local_mean(t) for t in (xg, yg, xg * xg, yg * yg, xg * yg)))
-    return tf.reshape(out, [-1, h, w, 1])
+    out = _ssim_from_moments(*(local_mean(t) for t in (x, y, x * x, y * y, x * y)))   # [N, h, w]
+    return out[..., None]
 
 
 def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:

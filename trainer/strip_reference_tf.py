@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from trainer.separable_tf import filter_side_by_side
 from vialguard.local_score import PatchLayout, smoothing_kernel
 from vialguard.strip_reference import SSIM_CROP, StripReferenceParams
 
@@ -20,23 +21,16 @@ from vialguard.strip_reference import SSIM_CROP, StripReferenceParams
 def _blur(x: tf.Tensor, sigma: float, group: int) -> tf.Tensor:
     """[B, H, W] separable Gaussian with symmetric padding; B a multiple of ``group``.
 
-    ``group`` images at a time are the channels of one depthwise convolution: ONNX
-    Runtime runs a one-channel convolution in its blocked layout at a fraction of its
-    speed, and weighted slices cost more than the blur itself (measured on a busy
-    machine, the 15 columns of an acquisition on 2 threads: 112 ms as slices, 24 ms
+    ``group`` images at a time are the channels of one depthwise convolution
+    (trainer.separable_tf); weighted slices cost more than the blur itself (measured on a
+    busy machine, the 15 columns of an acquisition on 2 threads: 112 ms as slices, 24 ms
     grouped)."""
     if sigma <= 0:
         return x
     k = smoothing_kernel(sigma)
     r = k.size // 2
-    h, w = int(x.shape[-2]), int(x.shape[-1])
     padded = _symmetric(_symmetric(x, r, axis=1), r, axis=2)                       # [B, H + 2r, W + 2r]
-    y = tf.transpose(tf.reshape(padded, [-1, group, h + 2 * r, w + 2 * r]), [0, 2, 3, 1])
-    rows = tf.constant(np.tile(k.reshape(-1, 1, 1, 1), (1, 1, group, 1)).astype(np.float32))
-    cols = tf.constant(np.tile(k.reshape(1, -1, 1, 1), (1, 1, group, 1)).astype(np.float32))
-    y = tf.nn.depthwise_conv2d(y, rows, strides=[1, 1, 1, 1], padding="VALID")
-    y = tf.nn.depthwise_conv2d(y, cols, strides=[1, 1, 1, 1], padding="VALID")
-    return tf.reshape(tf.transpose(y, [0, 3, 1, 2]), [-1, h, w])
+    return filter_side_by_side(padded, k, group, "VALID")
 
 
 def _symmetric(x: tf.Tensor, r: int, axis: int) -> tf.Tensor:
