@@ -26,21 +26,16 @@ def anomaly_map(x: tf.Tensor, x_hat: tf.Tensor, group: int | None = None) -> tf.
     return 1.0 - ssim[..., 0]
 
 
-def smooth_tf(maps: tf.Tensor, sigma: float, group: int | None = None) -> tf.Tensor:
+def smooth_tf(maps: tf.Tensor, sigma: float, group: int = 1) -> tf.Tensor:
     """vialguard.local_score.smooth: separable Gaussian of [N, h, w], zero-padded 'same'.
 
-    With ``group`` (N a multiple of it), ``group`` maps at a time are the channels of
-    one depthwise convolution (trainer.separable_tf): the same sums, 34 -> 4 ms for an
-    acquisition's 60 maps served.
+    ``group`` maps at a time (N a multiple of it) are the channels of one depthwise
+    convolution (trainer.separable_tf): the same sums; served with an acquisition's 60
+    maps side by side, 4 ms instead of 34.
     """
     kernel = smoothing_kernel(sigma)
     if kernel.size == 1:
         return maps
-    if group is None:
-        x = maps[..., None]
-        x = tf.nn.conv2d(x, tf.constant(kernel.reshape(-1, 1, 1, 1)), strides=1, padding="SAME")
-        x = tf.nn.conv2d(x, tf.constant(kernel.reshape(1, -1, 1, 1)), strides=1, padding="SAME")
-        return x[..., 0]
     return filter_side_by_side(maps, kernel, group, "SAME")
 
 
