@@ -42,6 +42,7 @@ class AcquisitionOutcome:
     missed: bool                   # no verdict within the camera's deadline
     k: int = 0
     n: int = 0
+    inference_ms: float | None = None  # the preprocessor's inference stage (Triton), from the verdict's timings
 
     @property
     def correct(self) -> bool | None:
@@ -59,6 +60,7 @@ def outcome_from(result: PushResult) -> AcquisitionOutcome:
         shot.acquisition_id, shot.product_id, shot.run_index, shot.label, pb.Decision.Name(v.decision),
         float(v.strip_score), float(v.worst_margin), int(v.model_version), float(v.timings.total_ms),
         result.latency_ms, result.status, result.deadline_missed, int(v.run_policy.k), int(v.run_policy.n),
+        float(v.timings.inference_ms) if v.timings.inference_ms > 0 else None,
     )
 
 
@@ -152,6 +154,11 @@ class DemoResult:
         values = [o.round_trip_ms for o in self.acquisitions]
         return float(np.percentile(values, quantile)) if values else None
 
+    def inference_ms(self, quantile: float) -> float | None:
+        """The inference stage of the inspected (not replayed) acquisitions, from their verdicts."""
+        values = [o.inference_ms for o in self.acquisitions if o.inference_ms is not None]
+        return float(np.percentile(values, quantile)) if values else None
+
 
 ACQUISITION_TABLE = Table([
     Column("acquisition", 22, align="<"), Column("product", 12, align="<"), Column("run", 3),
@@ -203,4 +210,34 @@ def summary_lines(result: DemoResult) -> list[str]:
            else ""),
         f"camera round trip: {latency}; deadline {result.deadline_ms:.0f} ms missed {result.misses} time(s); "
         f"no verdict at all: {result.failures}",
-    ]
+    ] + pace_lines(result)
+
+
+# Inference this close to the deadline leaves too little for gRPC, decoding, the queue and the
+# aggregator (about 20-40 ms on 2 cores, make bench-stack) and for any jitter.
+INFERENCE_SHARE_TOO_SLOW = 0.8
+
+
+def pace_lines(result: DemoResult) -> list[str]:
+    """Where the round trip went, and when deadlines were missed, whether the machine is too slow for the model.
+
+    A line engineer trying the demo on a slower CPU must read "this CPU cannot infer this model
+    within the slot" at once, not guess it from a column of DEADLINE MISS rows.
+    """
+    p50 = result.inference_ms(50)
+    if p50 is None:
+        return []
+    lines = [f"inference (Triton, from each verdict's stage timings): p50 {p50:.1f} ms, "
+             f"p99 {result.inference_ms(99):.1f} ms, {100 * p50 / result.deadline_ms:.0f} % of the "
+             f"{result.deadline_ms:.0f} ms deadline"]
+    if not result.misses:
+        return lines
+    late = sum(o.missed and o.decision is not None for o in result.acquisitions)
+    if p50 >= INFERENCE_SHARE_TOO_SLOW * result.deadline_ms:
+        lines.append(f"  deadlines missed because inference alone takes most of the slot: this CPU is too slow for "
+                     f"this model at the line's pace ({late} of {result.misses} missed verdicts still came, late). "
+                     f"Measure it with make bench-inference; README, 'Speed on other CPUs'")
+    else:
+        lines.append(f"  deadlines missed although inference takes p50 {p50:.0f} ms: the rest of the round trip is "
+                     f"slow (other load on this machine? each verdict's stage timings say where the time went)")
+    return lines

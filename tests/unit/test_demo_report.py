@@ -16,6 +16,7 @@ from vialguard_stack.demo_report import (
     product_outcomes,
     product_row,
     run_policy_of,
+    pace_lines,
     summary_lines,
 )
 from vialguard_stack.table import Column, Table
@@ -24,14 +25,15 @@ FRAMES = np.zeros((1, 2, 2), np.uint8)
 
 
 def _result(product: str, run: int, label: str, decision: str | None, latency_ms: float = 50.0,
-            status: str = "OK", missed: bool = False, k: int = 7, n: int = 10) -> PushResult:
+            status: str = "OK", missed: bool = False, k: int = 7, n: int = 10,
+            inference_ms: float = 0.0) -> PushResult:
     shot = Shot(f"{product}-R{run:02d}", product, run, FRAMES, label)
     verdict = None
     if decision is not None:
         verdict = pb.Verdict(acquisition_id=shot.acquisition_id, product_id=product, run_index=run,
                              decision=pb.Decision.Value(decision), strip_score=0.3, worst_margin=-0.1,
                              model_version=4, run_policy=pb.RunPolicyState(k=k, n=n),
-                             timings=pb.StageTimings(total_ms=latency_ms - 5))
+                             timings=pb.StageTimings(total_ms=latency_ms - 5, inference_ms=inference_ms))
     return PushResult(shot, verdict, status, "", latency_ms, 1.0, missed, missed and verdict is not None)
 
 
@@ -103,3 +105,32 @@ def test_table_columns_stay_aligned_and_refuse_a_wrong_row_length() -> None:
     assert lines[2] == "a         0.500" and lines[3] == "bbbbb~      nan" and lines[4] == "-        12.250"
     with pytest.raises(ValueError, match="2 columns"):
         table.row([1])
+
+
+def _demo(results: list[PushResult]) -> DemoResult:
+    outcomes = [outcome_from(r) for r in results]
+    policy = run_policy_of(outcomes)
+    return DemoResult(outcomes, product_outcomes(outcomes, policy), policy, 500.0)
+
+
+def test_a_cpu_too_slow_for_the_model_is_named_as_the_cause_of_the_misses() -> None:
+    slow = [_result("P1", i, "good", "ACCEPT", 520.0, "DEADLINE_EXCEEDED", True, inference_ms=600.0 + i)
+            for i in range(10)]
+    lines = pace_lines(_demo(slow))
+    assert "p50 604.5 ms" in lines[0] and "121 % of the 500 ms deadline" in lines[0]
+    assert "this CPU is too slow for this model" in lines[1] and "10 of 10 missed verdicts still came" in lines[1]
+    assert lines[1] in summary_lines(_demo(slow))
+
+
+def test_misses_with_fast_inference_point_at_the_rest_of_the_round_trip() -> None:
+    results = [_result("P1", i, "good", "ACCEPT", 520.0, "DEADLINE_EXCEEDED", True, inference_ms=200.0)
+               for i in range(3)] + [_result("P1", 3, "good", "ACCEPT", 250.0, inference_ms=200.0)]
+    lines = pace_lines(_demo(results))
+    assert "40 % of the 500 ms deadline" in lines[0]
+    assert "too slow" not in " ".join(lines) and "the rest of the round trip is slow" in lines[1]
+
+
+def test_no_miss_no_diagnosis_and_no_timings_no_pace_line() -> None:
+    on_time = [_result("P1", i, "good", "ACCEPT", 250.0, inference_ms=210.0) for i in range(4)]
+    assert len(pace_lines(_demo(on_time))) == 1
+    assert pace_lines(_demo([_result("P1", 0, "good", "ACCEPT")])) == []  # verdicts without stage timings
