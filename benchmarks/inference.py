@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from benchmarks.machine import this_machine
+
 SLOT_MS = 500.0
 PATCHES_PER_ACQUISITION = 60
 
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="patch sides to time the cpu profile at, e.g. 64,128,256 (default: its native 256)")
     args = parser.parse_args(argv)
     print(f"inspector inference benchmark on {os.cpu_count()} CPU cores; slot {SLOT_MS:.0f} ms per acquisition")
+    print(this_machine().line(), flush=True)
     for name in [p.strip() for p in args.profiles.split(",") if p.strip()]:
         paper = name == "paper"
         if paper and args.paper_runtime == "tensorflow":

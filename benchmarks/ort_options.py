@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import this_machine
 from vialguard.inspector_io import (INPUT_PATCHES, LOCAL_SCORE_FILENAME, MODEL_NAME, ONNX_FILENAME, OUTPUT_PHI,
                                     OUTPUT_SCORE)
 from vialguard.model_repository import latest_version, load_version_calibration
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--recipe", default=DEFAULT_RECIPE_ID)
     a = p.parse_args(argv)
+    print(this_machine().line(), flush=True)
     recipe = load_recipe(a.recipe)
     version = a.version if a.version is not None else latest_version(a.repository)
     if version is None:

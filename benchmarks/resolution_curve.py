@@ -19,6 +19,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.machine import this_machine
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=250)
     args = parser.parse_args(argv)
+    print(this_machine().line(), flush=True)
     rows = [run_side(args.workdir, int(s), args.epochs, args.steps) for s in args.sizes.split(",") if s.strip()]
     print("| patch side | training steps | strip AUROC (served) | strip AUROC (phi) | strip accuracy | "
           "run accuracy | ms / acquisition (ORT, 2 threads) |")

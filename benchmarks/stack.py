@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import this_machine
 from benchmarks.stack_figures import PathFigures, percentile_ms, ratio_lines, stage_lines, table_lines
 from vialguard.inspector_io import INPUT_PATCHES, MODEL_NAME, ONNX_FILENAME, OUTPUT_PHI, OUTPUT_SCORE
 from vialguard.patching import cut_acquisition, cut_acquisition_pixels, is_native, select_inspected, to_unit_float
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         except StackNotReady as exc:
             print(f"benchmarks.stack: {exc}", file=sys.stderr)
             return 2
+        print(this_machine().line(), flush=True)
         print(f"rendering {a.distinct} acquisitions (not timed) ...", flush=True)
         frames = render_frames(recipe, a.distinct)
         threads = backend_threads(repository)

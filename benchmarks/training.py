@@ -29,6 +29,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np
 
+from benchmarks.machine import this_machine
+
 
 @dataclass(frozen=True)
 class TrainingTiming:
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the synthetic set here (default: temp)")
     args = parser.parse_args(argv)
     print(f"training benchmark on {os.cpu_count()} CPU cores")
+    print(this_machine().line(), flush=True)
     if args.workdir:
         timing = time_training(args.profile, args.steps, args.warmup, args.batch_size, args.products, args.workdir)
     else:
