@@ -180,11 +180,16 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
                       hmi=not a.no_hmi, keep_running=a.keep_running, hmi_port=a.hmi_port, **extra)
 
 
+def _print_now(line: str) -> None:
+    """Each row as its verdict comes, also through a pipe (make demo | tee demo.log), not at the end."""
+    print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = parse_args(argv)
-        result = run_demo(config)
+        result = run_demo(config, out=_print_now)
     except StackNotReady as exc:
         print(f"\nvialguard demo cannot start: {exc}", file=sys.stderr)
         return EXIT_NOT_READY
