@@ -71,6 +71,9 @@ def test_ctrl_c_stops_every_process_of_the_stack(repository: Path, tmp_path: Pat
         [sys.executable, "-m", "vialguard_stack.demo", "--good", "1", "--defective", "1", "--runs", "10",
          "--deadline-ms", "10000", "--pace-ms", "500", "--repository", str(repository), "--run-dir", str(run_dir)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A test run started in the background (`make test &`, some CI runners) hands its children
+        # SIGINT ignored, and Python then installs no Ctrl-C handler: give the demo a terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen: list[str] = []
     try:
