@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-patch-sizes", default="256",
                         help="patch sides to time the cpu profile at, e.g. 64,128,256 (default: its native 256)")
     args = parser.parse_args(argv)
-    print(f"inspector inference benchmark on {os.cpu_count()} CPU cores; slot {SLOT_MS:.0f} ms per acquisition")
-    print(this_machine().line(), flush=True)
+    print(f"inspector inference benchmark; slot {SLOT_MS:.0f} ms per acquisition; {this_machine().line()}",
+          flush=True)
     for name in [p.strip() for p in args.profiles.split(",") if p.strip()]:
         paper = name == "paper"
         if paper and args.paper_runtime == "tensorflow":

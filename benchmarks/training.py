@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=2, help="simulated good strips (x 360 patches)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the synthetic set here (default: temp)")
     args = parser.parse_args(argv)
-    print(f"training benchmark on {os.cpu_count()} CPU cores")
-    print(this_machine().line(), flush=True)
+    print(f"training benchmark; {this_machine().line()}", flush=True)
     if args.workdir:
         timing = time_training(args.profile, args.steps, args.warmup, args.batch_size, args.products, args.workdir)
     else:

@@ -151,13 +151,15 @@ class DemoResult:
         return sum(o.decision is None for o in self.acquisitions)
 
     def latency_ms(self, quantile: float) -> float | None:
-        values = [o.round_trip_ms for o in self.acquisitions]
-        return float(np.percentile(values, quantile)) if values else None
+        return _quantile([o.round_trip_ms for o in self.acquisitions], quantile)
 
     def inference_ms(self, quantile: float) -> float | None:
-        """The inference stage of the inspected (not replayed) acquisitions, from their verdicts."""
-        values = [o.inference_ms for o in self.acquisitions if o.inference_ms is not None]
-        return float(np.percentile(values, quantile)) if values else None
+        """The inference stage from the verdicts' timings (a late verdict fetched again carries its own)."""
+        return _quantile([o.inference_ms for o in self.acquisitions if o.inference_ms is not None], quantile)
+
+
+def _quantile(values: list[float], quantile: float) -> float | None:
+    return float(np.percentile(values, quantile)) if values else None
 
 
 ACQUISITION_TABLE = Table([

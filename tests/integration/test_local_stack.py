@@ -66,8 +66,8 @@ def test_every_acquisition_gets_a_verdict_and_nothing_outlives_the_run(repositor
 def test_ctrl_c_stops_every_process_of_the_stack(repository: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "interrupted"
     demo = subprocess.Popen(
-        # Paced at the line's 500 ms: 20 unpaced acquisitions of the tiny test model end in about a second,
-        # which on a slow machine is over before the SIGINT lands (seen: exit 0 instead of 130).
+        # Paced at the line's 500 ms, so the stack is still busy when the SIGINT lands: 20 unpaced
+        # acquisitions of the tiny test model are over in about a second.
         [sys.executable, "-m", "vialguard_stack.demo", "--good", "1", "--defective", "1", "--runs", "10",
          "--deadline-ms", "10000", "--pace-ms", "500", "--repository", str(repository), "--run-dir", str(run_dir)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
