@@ -32,7 +32,7 @@ import numpy as np
 from vialguard import inspector_io as io
 from vialguard.calibration import Calibration
 from vialguard.errors import ModelVersionError
-from vialguard.local_score import MAP_SSIM, LocalScoreModel
+from vialguard.local_score import MAP_SSIM, MAP_STRIP, LocalScoreModel
 from vialguard.model_repository import publish_version
 from vialguard.patching import is_native
 from vialguard.recipe import Recipe
@@ -190,6 +190,15 @@ def _check_extra_names(names: list[str]) -> None:
                                     f"other than {list(RESERVED)}")
 
 
+def _strip_settings() -> dict[str, Any]:
+    """The strip reference's settings the served graph bakes (vialguard.strip_reference)."""
+    from dataclasses import asdict
+
+    from vialguard.strip_reference import StripReferenceParams
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(StripReferenceParams()).items()}
+
+
 def export_version(
     generator: Any,
     profile: Profile,
@@ -236,14 +245,19 @@ def export_version(
     onnx_bytes, input_type = to_pixel_input(onnx_bytes, recipe, profile.patch_size,
                                             probe_patches(profile.patch_size, probe_count, seed=1))
     check_onnx_io(onnx_bytes, profile.patch_size, input_type)
+    manifest_map = scored_map(generator, local.anomaly_map if local is not None else MAP_SSIM)
     manifest = {
         "model": io.MODEL_NAME, "profile": profile.name, "patch_size": profile.patch_size,
         "recipe_id": recipe.id, "recipe_digest": recipe.digest(), "training_data_digest": training_data_digest,
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "onnx_opset": OPSET,
         "io": {"input": io.INPUT_PATCHES, "input_datatype": input_type, "outputs": list(io.OUTPUTS)},
         "score": calibration.score,
-        "anomaly_map": scored_map(generator, local.anomaly_map if local is not None else MAP_SSIM),
+        "anomaly_map": manifest_map,
         "patch_layout": local.layout.as_dict() if local is not None else None,
+        # what the graph bakes, for the record (a version before 7 baked the defaults of its day)
+        "strip_reference": _strip_settings() if manifest_map == MAP_STRIP else None,
+        "local_score": ({"smooth_sigma": local.smooth_sigma, "smooth_after_fusion": local.smooth_after_fusion,
+                         "fuse_frames": local.fuse_frames} if local is not None else None),
         "probe_check": diffs, "serving_thresholds": calibration.serving,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "trainer_git_commit": _git_commit(),

@@ -2,7 +2,8 @@
 
 Same arithmetic as the numpy reference (tested against it): the 1 - SSIM map of the
 one SSIM, arranged by patch position into [A, frames, vials, regions, h, w], the
-per-pixel minimum over the frames when the version fuses them, normalised by the
+per-pixel minimum over the frames when the version fuses them (smoothed before or
+after it, as the version says), normalised by the
 region's good statistics (constants baked into the graph), maximum over the pixels,
 and the fused score given back to each frame's patch. Only reshape, min/max,
 subtract/divide and tile: tf2onnx exports them as plain ONNX ops.
@@ -43,10 +44,16 @@ def local_score_tf(maps: tf.Tensor, model: LocalScoreModel) -> tf.Tensor:
     """Local score [N] from 1 - SSIM maps [N, h, w] of whole acquisitions in patch order."""
     lay = model.layout
     h, w = model.map_shape
-    maps = smooth_tf(maps, model.smooth_sigma, lay.per_acquisition)
+    after = model.smooth_after_fusion and model.fuse_frames
+    if not after:
+        maps = smooth_tf(maps, model.smooth_sigma, lay.per_acquisition)
     stacked = tf.reshape(maps, [-1, lay.frames, lay.vials, lay.regions, h, w])
     if model.fuse_frames:
         stacked = tf.reduce_min(stacked, axis=1, keepdims=True)
+    if after:  # one map per vial and region: an acquisition's 20 side by side
+        per = lay.vials * lay.regions
+        stacked = tf.reshape(smooth_tf(tf.reshape(stacked, [-1, h, w]), model.smooth_sigma, per),
+                             [-1, 1, lay.vials, lay.regions, h, w])
     mean = tf.constant(model.mean[None, None, None])
     scale = tf.constant(model.scale[None, None, None])
     score = tf.reduce_max((stacked - mean) / scale, axis=[4, 5])  # [A, F or 1, V, R]

@@ -1,7 +1,8 @@
 """vialguard.strip_reference in TensorFlow, for the served `inspector` graph.
 
 Same arithmetic as the numpy reference (tested against it): the patches of each
-vial stacked into its column, blurred (symmetric padding), the strip's rotation found
+vial stacked into its column, blurred (symmetric padding), scaled to the strip's mean
+brightness, the strip's rotation found
 by trying every shift of the grid between neighbouring vials at half resolution (in
 the liquid region, the difference of the vials' meniscus rows instead), the
 other vials' min/max over the tolerance window shifted onto each vial, and the
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from trainer.separable_tf import filter_side_by_side
 from vialguard.local_score import PatchLayout, smoothing_kernel
-from vialguard.strip_reference import SSIM_CROP, StripReferenceParams
+from vialguard.strip_reference import LIGHT_EPS, SSIM_CROP, StripReferenceParams
 
 
 def _blur(x: tf.Tensor, sigma: float, group: int) -> tf.Tensor:
@@ -101,6 +102,10 @@ def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenc
     x = tf.cast(patches, tf.float32)[..., 0]
     cols = tf.reshape(_blur(tf.reshape(tf.reshape(x, [-1, f, v, h, p]), [-1, h, p]), params.sigma, f * v),
                       [-1, f, v, h, p])
+    if params.equalise_light:  # vialguard.strip_reference.equalise_light
+        mean = tf.reduce_mean(cols, axis=[3, 4])                                                 # [A, F, V]
+        gain = tf.reduce_mean(mean, axis=2, keepdims=True) / tf.maximum(mean, LIGHT_EPS)
+        cols = cols * gain[..., None, None]
     small = tf.reshape(cols, [-1, f, v, h // 2, 2, p // 2, 2])[:, :, :, :, 0, :, 0]  # = [..., ::2, ::2]
     costs = tf.stack([tf.reduce_mean(tf.abs(small[:, :, :-1] - _shift_static(small[:, :, 1:], float(s) / 2)),
                                      axis=[1, 2, 3, 4]) for s in params.steps], axis=1)          # [A, steps]

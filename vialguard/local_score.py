@@ -7,7 +7,8 @@ pose do. The local score looks at the map itself:
     m = 1 - SSIM map(X, X_hat)                  [h, w] per patch (the one SSIM), or another
                                                 anomaly map of the same size (MAP_KINDS)
     m = Gaussian(m, smooth_sigma)               pixel noise averaged out (zero-padded 'same')
-    m = min over the frames of one vial/region  (optional fusion, below)
+    m = min over the frames of one vial/region  (optional fusion, below; a version may
+                                                smooth after it instead, see below)
     z = (m - mean_r) / scale_r                  per pixel, region r's good statistics
     score = max over the pixels of z
 
@@ -27,6 +28,12 @@ same pixel in all three, while bubbles, drops and the meniscus move. The per-pix
 minimum over the frames keeps what persists and drops what moves; the fused score is
 given to each of the three patches of that vial and region, so every downstream rule
 (eq. 13, k-of-n) still sees one score per patch.
+
+Smoothing after the fusion (``smooth_after_fusion``) takes the minimum of the raw maps:
+smoothing first spreads a bubble's thin ring over its neighbourhood, so three bubbles
+of three frames that merely pass near one pixel all reach it and survive the minimum.
+Measured with the strip map (held-out kit, 2026-12-02): strip AUROC 0.880 -> 0.891, and
+it smooths one map per vial and region instead of one per frame.
 
 The graph knows which patch is which only by its position (vialguard.patching's fixed
 order), so a request is one or more whole acquisitions: N = A x frames x vials x regions.
@@ -100,6 +107,7 @@ class LocalScoreModel:
     scale: np.ndarray  # float32 [regions, h, w], > 0
     smooth_sigma: float = 0.0  # Gaussian smoothing of the map before anything else (0: none)
     anomaly_map: str = MAP_SSIM  # which map the statistics are of (MAP_KINDS)
+    smooth_after_fusion: bool = False  # smooth the fused map instead of each frame's (see above)
 
     def __post_init__(self) -> None:
         want = (self.layout.regions,)
@@ -125,7 +133,8 @@ class LocalScoreModel:
         np.savez_compressed(buf, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                             layout=np.array([self.layout.frames, self.layout.vials, self.layout.regions]),
                             fuse_frames=np.array(bool(self.fuse_frames)), smooth_sigma=np.array(self.smooth_sigma),
-                            anomaly_map=np.array(self.anomaly_map))
+                            anomaly_map=np.array(self.anomaly_map),
+                            smooth_after_fusion=np.array(bool(self.smooth_after_fusion)))
         return buf.getvalue()
 
     @classmethod
@@ -135,8 +144,9 @@ class LocalScoreModel:
                 frames, vials, regions = (int(v) for v in z["layout"])
                 sigma = float(z["smooth_sigma"]) if "smooth_sigma" in z else 0.0
                 source = str(z["anomaly_map"]) if "anomaly_map" in z else MAP_SSIM  # versions before the strip map
+                after = bool(z["smooth_after_fusion"]) if "smooth_after_fusion" in z else False  # before version 7
                 return cls(PatchLayout(frames, vials, regions), bool(z["fuse_frames"]),
-                           z["mean"].astype(np.float32), z["scale"].astype(np.float32), sigma, source)
+                           z["mean"].astype(np.float32), z["scale"].astype(np.float32), sigma, source, after)
         except (KeyError, ValueError, OSError) as exc:
             raise CalibrationError(f"local score statistics are unreadable: {exc}") from exc
 
@@ -186,10 +196,20 @@ def fuse(stacked: np.ndarray, fuse_frames: bool) -> np.ndarray:
     return stacked.min(axis=1, keepdims=True) if fuse_frames else stacked
 
 
+def fused_maps(anomaly_maps: np.ndarray, layout: PatchLayout, fuse_frames: bool, smooth_sigma: float,
+               smooth_after_fusion: bool) -> np.ndarray:
+    """[N, h, w] maps in patch order -> the smoothed (fused) maps scores are taken over,
+    [A, 1 or frames, vials, regions, h, w] float32."""
+    maps = np.asarray(anomaly_maps, np.float32)
+    if not (smooth_after_fusion and fuse_frames):
+        return fuse(by_position(smooth(maps, smooth_sigma), layout), fuse_frames)
+    fused = fuse(by_position(maps, layout), True)
+    return smooth(fused.reshape(-1, *fused.shape[-2:]), smooth_sigma).reshape(fused.shape)
+
+
 def local_scores(anomaly_maps: np.ndarray, model: LocalScoreModel) -> np.ndarray:
     """Local score of every patch, [N] float32, from its 1 - SSIM map [N, h, w] (patch order)."""
-    smoothed = smooth(np.asarray(anomaly_maps, np.float32), model.smooth_sigma)
-    maps = fuse(by_position(smoothed, model.layout), model.fuse_frames)
+    maps = fused_maps(anomaly_maps, model.layout, model.fuse_frames, model.smooth_sigma, model.smooth_after_fusion)
     z = (maps - model.mean[None, None, None]) / model.scale[None, None, None]
     score = z.reshape(*z.shape[:4], -1).max(axis=-1)  # [A, F or 1, V, R]
     score = np.broadcast_to(score, (score.shape[0], model.layout.frames, *score.shape[2:]))
@@ -200,17 +220,17 @@ class StatisticsAccumulator:
     """Per-region, per-pixel mean and std of the (fused) maps of good acquisitions, streamed."""
 
     def __init__(self, layout: PatchLayout, fuse_frames: bool, smooth_sigma: float = 0.0,
-                 anomaly_map: str = MAP_SSIM) -> None:
+                 anomaly_map: str = MAP_SSIM, smooth_after_fusion: bool = False) -> None:
         self.layout, self.fuse_frames, self.smooth_sigma = layout, fuse_frames, smooth_sigma
-        self.anomaly_map = anomaly_map
+        self.anomaly_map, self.smooth_after_fusion = anomaly_map, smooth_after_fusion
         self._sum: np.ndarray | None = None
         self._sum_sq: np.ndarray | None = None
         self.samples = 0  # maps per region
 
     def add(self, anomaly_maps: np.ndarray) -> None:
         """Add the [N, h, w] maps of whole good acquisitions (patch order)."""
-        smoothed = smooth(np.asarray(anomaly_maps, np.float32), self.smooth_sigma).astype(np.float64)
-        maps = fuse(by_position(smoothed, self.layout), self.fuse_frames)
+        maps = fused_maps(anomaly_maps, self.layout, self.fuse_frames, self.smooth_sigma,
+                          self.smooth_after_fusion).astype(np.float64)
         per_region = maps.transpose(3, 0, 1, 2, 4, 5).reshape(self.layout.regions, -1, *maps.shape[-2:])
         if self._sum is None:
             self._sum = np.zeros((self.layout.regions, *maps.shape[-2:]))
@@ -231,4 +251,5 @@ class StatisticsAccumulator:
         floor = np.quantile(std.reshape(self.layout.regions, -1), floor_quantile, axis=1)[:, None, None]
         scale = np.sqrt(_dilate(std, dilate) ** 2 + np.maximum(floor, 1e-6) ** 2)
         return LocalScoreModel(self.layout, self.fuse_frames, _dilate(mean, dilate).astype(np.float32),
-                               scale.astype(np.float32), self.smooth_sigma, self.anomaly_map)
+                               scale.astype(np.float32), self.smooth_sigma, self.anomaly_map,
+                               self.smooth_after_fusion)

@@ -141,3 +141,39 @@ def test_grouped_smoothing_is_the_reference_smoothing_map_for_map(group: int) ->
     np.testing.assert_allclose(grouped, smooth(maps, 1.5), atol=1e-5)
     np.testing.assert_allclose(grouped, smooth_tf(tf.constant(maps), 1.5).numpy(), atol=1e-6)
     assert np.argmax(grouped.max(axis=(1, 2))) == 3
+
+
+def _passing_object(shift: int) -> np.ndarray:
+    """One acquisition whose vial 0 / region 0 shows a 2 px spot that moves ``shift`` px per frame."""
+    maps = np.zeros((LAYOUT.frames, LAYOUT.vials, LAYOUT.regions, H, W), np.float32)
+    for f in range(LAYOUT.frames):
+        maps[f, 0, 0, 5, 2 + shift * f:4 + shift * f] = 1.0
+    return maps.reshape(-1, H, W)
+
+
+def test_smoothing_after_the_fusion_drops_what_only_passes_near_a_pixel() -> None:
+    """Smoothed first, an object that moves 2 px per frame still overlaps itself and survives the
+    minimum (the bubbles of the liquid); smoothed after, only what stays on its pixel does."""
+    flat = np.full((LAYOUT.regions, H, W), 0.0, np.float32)
+    before = LocalScoreModel(LAYOUT, True, flat, np.ones_like(flat), 1.5)
+    after = LocalScoreModel(LAYOUT, True, flat, np.ones_like(flat), 1.5, smooth_after_fusion=True)
+    moving, staying = _passing_object(2), _passing_object(0)
+    assert local_scores(moving, before).max() > 0.02
+    assert local_scores(moving, after).max() == 0.0
+    assert local_scores(staying, after).max() > 0.1
+    assert LocalScoreModel.from_bytes(after.to_bytes()).smooth_after_fusion
+    assert not LocalScoreModel.from_bytes(before.to_bytes()).smooth_after_fusion
+
+
+def test_tensorflow_smooths_after_the_fusion_as_the_reference() -> None:
+    import tensorflow as tf
+
+    from trainer.local_score_tf import local_score_tf
+
+    acc = StatisticsAccumulator(LAYOUT, True, smooth_sigma=1.5, smooth_after_fusion=True)
+    acc.add(_good_maps(np.random.default_rng(5), 30))
+    model = acc.model(floor_quantile=0.99, dilate=3)
+    assert model.smooth_after_fusion
+    maps = np.concatenate([_good_maps(np.random.default_rng(6), 2), _passing_object(0)])
+    np.testing.assert_allclose(local_score_tf(tf.constant(maps), model).numpy(), local_scores(maps, model),
+                               rtol=1e-4, atol=1e-4)

@@ -149,3 +149,38 @@ def test_tensorflow_twin_aligns_the_liquid_as_the_reference() -> None:
     got = tf.function(lambda x: strip_maps_tf(x, PatchLayout(FRAMES, VIALS, 3), LIQUID))(
         tf.constant(patches[..., None])).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _lit_unevenly(patches: np.ndarray, per_vial: float) -> np.ndarray:
+    """The strip under a backlight that brightens by ``per_vial`` (relative) from one vial to the next."""
+    x = patches.reshape(FRAMES, VIALS, -1, P, P).copy()
+    x *= (1.0 + per_vial * (np.arange(VIALS) - VIALS // 2))[None, :, None, None, None].astype(np.float32)
+    return np.clip(x, 0, 1).reshape(patches.shape)
+
+
+def test_a_light_gradient_across_the_strip_cancels() -> None:
+    """1.6 % more light per vial (the simulator's steepest gradient) is more than the noise's range:
+    without equalisation every pixel of the end vials lies outside the others' range."""
+    rng = np.random.default_rng(8)
+    even = strip_maps(_strip(rng), FRAMES, VIALS, REGIONS, PARAMS)
+    uneven = _lit_unevenly(_strip(np.random.default_rng(8)), 0.016)
+    equalised = strip_maps(uneven, FRAMES, VIALS, REGIONS, PARAMS)
+    raw = strip_maps(uneven, FRAMES, VIALS, REGIONS, replace(PARAMS, equalise_light=False))
+    assert equalised.mean() < 2 * even.mean() + 1e-4
+    assert raw.mean() > 5 * equalised.mean() and raw.max() > 0.003
+    spot = strip_maps(_lit_unevenly(_strip(np.random.default_rng(8), defect=(4, 40, 20)), 0.016), FRAMES, VIALS,
+                      REGIONS, PARAMS)
+    peak = _by_position(spot).max(axis=(-2, -1))
+    assert peak[:, 4, 0].min() > 4 * np.delete(peak, 4, axis=1).max()  # the spot, on an end vial, still stands out
+
+
+def test_tensorflow_twin_equalises_the_light_as_the_reference() -> None:
+    tf = pytest.importorskip("tensorflow")
+    from trainer.strip_reference_tf import strip_maps_tf
+
+    patches = np.concatenate([_lit_unevenly(_strip(np.random.default_rng(9), defect=(1, 30, 30)), 0.016),
+                              _lit_unevenly(_strip(np.random.default_rng(10)), -0.01)])
+    want = strip_maps(patches, FRAMES, VIALS, REGIONS, PARAMS)
+    got = tf.function(lambda x: strip_maps_tf(x, PatchLayout(FRAMES, VIALS, REGIONS), PARAMS))(
+        tf.constant(patches[..., None])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
