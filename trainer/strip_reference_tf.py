@@ -102,15 +102,19 @@ def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenc
     x = tf.cast(patches, tf.float32)[..., 0]
     cols = tf.reshape(_blur(tf.reshape(tf.reshape(x, [-1, f, v, h, p]), [-1, h, p]), params.sigma, f * v),
                       [-1, f, v, h, p])
+    seen = cols  # what is compared; the rotation and the menisci are found on the columns as blurred
     if params.equalise_light:  # vialguard.strip_reference.equalise_light
-        mean = tf.reduce_mean(cols, axis=[3, 4])                                                 # [A, F, V]
+        # row means first, then their mean: two short float32 sums, close to the reference's float64 mean
+        # (one sum of 262,144 pixels in ONNX Runtime drifted by 1e-5, which the tiny scale of quiet pixels
+        # turned into 0.1 z)
+        mean = tf.reduce_mean(tf.reduce_mean(cols, axis=4), axis=3)                             # [A, F, V]
         gain = tf.reduce_mean(mean, axis=2, keepdims=True) / tf.maximum(mean, LIGHT_EPS)
-        cols = cols * gain[..., None, None]
+        seen = cols * gain[..., None, None]
     small = tf.reshape(cols, [-1, f, v, h // 2, 2, p // 2, 2])[:, :, :, :, 0, :, 0]  # = [..., ::2, ::2]
     costs = tf.stack([tf.reduce_mean(tf.abs(small[:, :, :-1] - _shift_static(small[:, :, 1:], float(s) / 2)),
                                      axis=[1, 2, 3, 4]) for s in params.steps], axis=1)          # [A, steps]
     step = tf.gather(tf.constant(params.steps), tf.argmin(costs, axis=1, output_type=tf.int32))  # [A]
-    flat = tf.reshape(cols, [-1, h, p])
+    flat = tf.reshape(seen, [-1, h, p])
     lows = tf.reshape(_window(flat, params.tolerance, "min"), [-1, f, v, h, p])
     highs = tf.reshape(_window(flat, params.tolerance, "max"), [-1, f, v, h, p])
     liquid = params.liquid_region
@@ -137,7 +141,7 @@ def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenc
     per_vial = []
     for i in range(v):
         best = None
-        own = cols[:, :, i]
+        own = seen[:, :, i]
         for o in range(v):
             if o == i:
                 continue

@@ -178,13 +178,13 @@ def strip_maps(patches: np.ndarray, frames: int, vials: int, regions: int,
     for a in range(n // per):
         acq = x[a * per:(a + 1) * per].reshape(frames, vials, regions * p, p)
         cols = blur(acq, params.sigma)
-        if params.equalise_light:
-            cols = equalise_light(cols)
-        step = vial_step(cols, params)
-        lows = window_extreme(cols, params.tolerance, "min")
-        highs = window_extreme(cols, params.tolerance, "max")
+        step = vial_step(cols, params)  # the rotation and the menisci from the columns as blurred
         liquid = slice(params.liquid_region * p, (params.liquid_region + 1) * p) if params.liquid_region >= 0 else None
         menisci = meniscus_rows(cols, p, params) if liquid is not None else None
+        if params.equalise_light:
+            cols = equalise_light(cols)
+        lows = window_extreme(cols, params.tolerance, "min")
+        highs = window_extreme(cols, params.tolerance, "max")
         maps = np.empty_like(cols)
         for v in range(vials):
             best = None
