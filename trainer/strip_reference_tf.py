@@ -2,7 +2,7 @@
 
 Same arithmetic as the numpy reference (tested against it): the patches of each
 vial stacked into its column, blurred (symmetric padding), scaled to the strip's mean
-brightness, the strip's rotation found
+brightness for the comparison, the strip's rotation found (on the unscaled columns)
 by trying every shift of the grid between neighbouring vials at half resolution (in
 the liquid region, the difference of the vials' meniscus rows instead), the
 other vials' min/max over the tolerance window shifted onto each vial, and the

@@ -14,6 +14,7 @@ For each frame:
     column_v = Gaussian(column_v, sigma)                     sensor noise averaged out
     column_v = column_v x mean over vials of mean(column) / mean(column_v)
                                                              the light's gradient across the strip cancels
+                                                             (step and menisci below are found before it)
     step     = vertical shift per vial pitch that best aligns neighbouring vials
                (the strip's rotation; the same for all frames of an acquisition);
                in the liquid region, the difference of the two vials' meniscus rows
