@@ -8,9 +8,11 @@ Implements vialguard.inference.Inspector. What it adds to a bare tritonclient ca
   often as the deadline allows, instead of waiting out gRPC's reconnect backoff;
   the old channel is closed only once no call uses it any more (closing it under
   a call in flight turned an outage into INTERNAL "closed channel" errors);
-- the deadline travels to Triton twice: as the request's queue timeout (Triton's
-  queue policy drops a request that waited past it, never infers it) and as the
-  gRPC deadline (a call given up is cancelled, not left to run);
+- the deadline travels to Triton three times: as the request's queue timeout (for a
+  Triton whose queue policy honours it), as the gRPC deadline, and as the wall-clock
+  deadline parameter that the version's backend adapter checks before inferring
+  (vialguard.triton_backend.model: a request whose caller has gone is never run,
+  which Triton 2.51 does not ensure for a timed-out sync call);
 - Triton's own refusals keep their meaning: a full queue is InferenceOverloaded
   (shed, not retried), a request timed out in Triton's queue is InferenceTimeout;
 - outputs are checked to be whole: a Triton backend environment with numpy >= 2
@@ -38,7 +40,7 @@ from tritonclient.utils import InferenceServerException
 
 from preprocessor.shared_inputs import SharedInputs
 from vialguard.inference import InferenceOverloaded, InferenceResult, InferenceTimeout, InferenceUnavailable
-from vialguard.inspector_io import (DATATYPE_FP32, HEATMAP_GRAPH_PARAMETER, INPUT_PATCHES, MODEL_NAME, NUMPY_DTYPE, OUTPUT_HEATMAP, OUTPUT_PHI,
+from vialguard.inspector_io import (DATATYPE_FP32, DEADLINE_PARAMETER, HEATMAP_GRAPH_PARAMETER, INPUT_PATCHES, MODEL_NAME, NUMPY_DTYPE, OUTPUT_HEATMAP, OUTPUT_PHI,
                                     OUTPUT_SCORE)
 from vialguard.patching import to_unit_float
 
@@ -49,7 +51,7 @@ METADATA_TIMEOUT_S = 5.0
 # Triton's queue policy answers UNAVAILABLE with these words (Triton 2.51); they are
 # load, not an outage: retrying or reconnecting would only add to it.
 QUEUE_FULL_WORDS = ("exceeds maximum queue size",)
-QUEUE_TIMEOUT_WORDS = ("request timeout expired", "timeout expired")
+QUEUE_TIMEOUT_WORDS = ("request timeout expired", "timeout expired", "deadline passed")
 # Triton's queue timeout is the deadline less this: the answer must come back before the caller's end.
 QUEUE_TIMEOUT_MARGIN_S = 0.005
 
@@ -161,7 +163,8 @@ class TritonInspector:
 
             def send(tensor: grpcclient.InferInput) -> grpcclient.InferResult:
                 return client.infer(self.model_name, [tensor], model_version="" if version is None else str(version),
-                                    outputs=outputs, timeout=queue_timeout_us, client_timeout=remaining)
+                                    outputs=outputs, timeout=queue_timeout_us, client_timeout=remaining,
+                                    parameters={DEADLINE_PARAMETER: time.time_ns() + int(remaining * 1e9)})
 
             if self.shared is not None and data.nbytes <= self.shared.region_bytes:
                 with self.shared.lease(client) as region:  # held until Triton has answered

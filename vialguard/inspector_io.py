@@ -15,6 +15,11 @@ ONNX_FILENAME = "model.onnx"
 PLAN_FILENAME = "model.plan"
 HEATMAP_ONNX_FILENAME = "heatmap.onnx"  # patches -> heatmap only, any N (trainer.onnx_heatmap_graph)
 HEATMAP_GRAPH_PARAMETER = "heatmap_graph"  # Triton config parameter: "true" when the served version has it
+# Request parameter: the caller's deadline, wall-clock ns since the epoch; the backend adapter
+# answers a request still queued past it with an error instead of inferring it (invariant 8).
+DEADLINE_PARAMETER = "deadline_unix_ns"
+# Triton metric (counter, labels reason="cancelled"|"deadline", version) of requests the adapter so refused.
+NOT_INFERRED_METRIC = "vialguard_inspector_not_inferred_total"
 CALIBRATION_FILENAME = "calibration.json"
 REPORT_MD_FILENAME = "report.md"
 REPORT_JSON_FILENAME = "report.json"

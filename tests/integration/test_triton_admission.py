@@ -8,7 +8,7 @@ busy or a quiet machine gives the same verdict.
 from __future__ import annotations
 
 import shutil
-import math
+import urllib.request
 import threading
 import time
 from collections import Counter
@@ -24,7 +24,7 @@ from preprocessor.inspector_client import TritonInspector
 from tests.integration.triton_support import PATCH, repository_with_v1, triton_installation
 from tests.tiny_inspector import random_patches
 from vialguard.inference import InferenceOverloaded, InferenceTimeout, InferenceUnavailable
-from vialguard.inspector_io import MODEL_NAME
+from vialguard.inspector_io import MODEL_NAME, NOT_INFERRED_METRIC
 from vialguard.model_repository import list_versions, load_version_calibration, version_input_datatype
 from vialguard_stack.rollout import admin_headers
 from vialguard_stack.triton_server import REPO_ROOT, TritonServer, start_triton
@@ -65,8 +65,24 @@ def executions(server: TritonServer) -> int:
         client.close()
 
 
+def not_inferred(server: TritonServer) -> int:
+    """Requests the backend adapter answered with an error because their caller had gone (its metric)."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(NOT_INFERRED_METRIC + "{")))
+
+
 def test_a_burst_past_capacity_is_refused_or_dropped_not_inferred_late(server: TritonServer) -> None:
-    """The campaign's case: 30 calls at once with a short deadline; Triton used to run all 30."""
+    """The campaign's case: 30 calls at once with a short deadline; Triton used to run all 30.
+
+    Triton 2.51 alone ran 9-11 of them here (a timed-out sync call is not cancelled on the
+    server), most for callers already gone; the version's backend adapter now answers a
+    request dequeued past its caller's deadline with an error, so only those dequeued in
+    time are inferred, whatever the load does to the inference time. All 30 share one
+    deadline, so only the inference running when it passes (and one whose answer it beat) may
+    be for a caller gone."""
     patches = patches_for(server)
     inspector = TritonInspector(server.grpc_url)
     inspector.infer(patches, timeout_s=30.0)  # warm
@@ -74,14 +90,14 @@ def test_a_burst_past_capacity_is_refused_or_dropped_not_inferred_late(server: T
     inspector.infer(patches, timeout_s=30.0)
     one_s = time.perf_counter() - started
     deadline_s = max(1.0, 3 * one_s)
-    before = executions(server)
+    before, refused_before = executions(server), not_inferred(server)
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
 
     def call() -> None:
         client = TritonInspector(server.grpc_url)
         try:
-            client.infer(patches, timeout_s=deadline_s)
+            client.infer(patches, timeout_s=max(0.05, deadline_at - time.perf_counter()))
             kind = "ok"
         except InferenceOverloaded:
             kind = "queue full"
@@ -96,21 +112,24 @@ def test_a_burst_past_capacity_is_refused_or_dropped_not_inferred_late(server: T
 
     threads = [threading.Thread(target=call) for _ in range(30)]
     burst = time.perf_counter()
+    deadline_at = burst + deadline_s  # one deadline for all, however late a thread starts
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     burst_s = time.perf_counter() - burst
     time.sleep(deadline_s)  # anything Triton would still run has had time to start
-    executed = executions(server) - before
+    refused = not_inferred(server) - refused_before
+    inferred = executions(server) - before - refused
     print(f"\none inference {one_s * 1000:.0f} ms, deadline {deadline_s:.2f} s: {dict(outcomes)}, "
-          f"Triton executed {executed} of 30, burst answered in {burst_s:.2f} s")
+          f"Triton inferred {inferred} of 30 and refused {refused} past their deadline, "
+          f"burst answered in {burst_s:.2f} s")
     assert sum(outcomes.values()) == 30 and not [k for k in outcomes if k.startswith("unavailable")]
-    # Dropped once cancelled: only those dequeued before their caller gave up ran (without the
-    # dynamic batcher's cancellation check: 11 of 30 ran here, 2 answered in time).
-    # At most what one instance could start before the deadline, plus the few dequeued as it passed:
-    # never the 30 that a queue without cancellation runs (the bound scales with the model's cost).
-    assert executed <= math.ceil(deadline_s / one_s) + 4, (executed, dict(outcomes))
+    # Only those dequeued before the deadline ran: those answered in time, at most one that ended
+    # too close to the deadline for its answer to arrive, and the one running when it passed
+    # (measured: ok + 2 with the adapter's check, ok + 3 without it on a quiet machine, and
+    # ok + 7 to 9 in the older form of this test under CI's load).
+    assert outcomes["ok"] <= inferred <= outcomes["ok"] + 2, (inferred, refused, dict(outcomes))
     assert burst_s < deadline_s + 2.0
     started = time.perf_counter()  # and no backlog is left behind: the next call runs at once
     inspector.infer(patches, timeout_s=30.0)

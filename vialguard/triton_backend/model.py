@@ -19,9 +19,24 @@ itself; the config the rollout loads must say the same (checked at load). Only t
 outputs a request asks for are sent: the preprocessor asks for score and phi, and
 for the heatmaps of a rejected acquisition's flagged patches apart; a version that
 ships heatmap.onnx answers those from that subgraph, for any number of patches.
+
+No work for a caller that has gone (DESIGN invariant 8): a request whose caller has
+cancelled it, or whose caller's deadline (the request parameter ``deadline_unix_ns``,
+wall-clock nanoseconds, vialguard.inspector_io.DEADLINE_PARAMETER) passed while it
+waited in Triton's queue, is answered at once with an error and never inferred.
+Triton 2.51 alone does not ensure it: a tritonclient sync call that times out is not
+cancelled on the server (triton-inference-server/server#7532), and a burst of 30 with
+a 1 s deadline ran 11 inferences, 9 of them for callers already gone. The deadline is
+compared on Triton's clock: the same clock for a Triton on the preprocessor's host or
+in a container beside it; a remote Triton needs synchronised clocks (a Triton whose
+clock runs ahead of the preprocessor's by more than the deadline refuses every request,
+and says so; parameter ``honour_caller_deadline`` "0" turns the check off). Each
+request answered so counts in Triton's metrics as
+``vialguard_inspector_not_inferred_total{reason="cancelled"|"deadline"}``.
 """
 import json
 import os
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -30,6 +45,9 @@ import triton_python_backend_utils as pb_utils
 ONNX_FILENAME = "model.onnx"
 HEATMAP_ONNX_FILENAME = "heatmap.onnx"  # patches -> heatmap only, any number of patches (newer versions)
 HEATMAP = "heatmap"
+DEADLINE_PARAMETER = "deadline_unix_ns"  # = vialguard.inspector_io.DEADLINE_PARAMETER (tested)
+NOT_INFERRED_METRIC = "vialguard_inspector_not_inferred_total"  # = vialguard.inspector_io's (tested)
+NOT_INFERRED_REASONS = ("cancelled", "deadline")
 MANIFEST_FILENAME = "version.json"
 # ONNX Runtime's input type -> (numpy dtype, Triton config data_type)
 INPUT_TYPES = {"tensor(float)": (np.float32, "TYPE_FP32"), "tensor(uint8)": (np.uint8, "TYPE_UINT8"),
@@ -46,6 +64,8 @@ class TritonPythonModel:
         self.input_name = config["input"][0]["name"]
         self.output_names = [out["name"] for out in config["output"]]
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.honour_deadline = params.get("honour_caller_deadline", "1") != "0"
+        self.metric_family, self.not_inferred = self._not_inferred_counters(args["model_version"])
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_num_threads", "0"))
         if "allow_spinning" in params:  # "0": idle ORT threads sleep instead of spinning
@@ -87,6 +107,16 @@ class TritonPythonModel:
         return [self._answer(request) for request in requests]
 
     def _answer(self, request):
+        reason, gone = self._caller_gone(request)
+        if gone:
+            counter = self.not_inferred.get(reason)
+            if counter is not None:
+                try:
+                    counter.increment(1)
+                except Exception:  # a metric must never fail a request
+                    pass
+            return pb_utils.InferenceResponse(
+                output_tensors=[], error=pb_utils.TritonError(gone, pb_utils.TritonError.CANCELLED))
         patches = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
         asked = [name for name in request.requested_output_names() if name in self.output_names]
         names = asked or self.output_names  # Triton asks for every output when the client names none
@@ -101,6 +131,36 @@ class TritonPythonModel:
             return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"inspector failed: {exc}"))
         tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in zip(names, outputs)]
         return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    @staticmethod
+    def _not_inferred_counters(version):
+        """(family, reason -> counter) in Triton's metrics; the family must outlive its counters, so the
+        model keeps both (None, {} where this Triton has its metrics turned off)."""
+        try:
+            family = pb_utils.MetricFamily(
+                name=NOT_INFERRED_METRIC, kind=pb_utils.MetricFamily.COUNTER,
+                description="inspector requests answered with an error, not inferred, because their caller had gone")
+            return family, {reason: family.Metric(labels={"reason": reason, "version": str(version)})
+                            for reason in NOT_INFERRED_REASONS}
+        except Exception:  # metrics disabled: the check still holds, it is only not counted
+            return None, {}
+
+    def _caller_gone(self, request):
+        """(reason, why) this request's caller no longer waits for it (why '' if it may): before any work."""
+        if request.is_cancelled():
+            return "cancelled", "the caller cancelled this request while it waited in Triton's queue: not inferred"
+        if not self.honour_deadline:
+            return "", ""
+        try:
+            deadline_ns = int(json.loads(request.parameters() or "{}").get(DEADLINE_PARAMETER, 0))
+        except (TypeError, ValueError):
+            return "", ""  # a malformed or absent deadline: the request runs, as one without it would
+        late_ms = (time.time_ns() - deadline_ns) / 1e6 if deadline_ns else 0.0
+        if late_ms <= 0:
+            return "", ""
+        return "deadline", (f"the caller's deadline passed {late_ms:.0f} ms before its turn in Triton's queue: "
+                            f"deadline passed, not inferred (if every request says this, Triton's clock runs "
+                            f"ahead of the caller's: synchronise them)")
 
     def _problem_with(self, patches, whole_acquisitions=True):
         """Why this request cannot be scored, in words a line engineer can act on ('' if it can)."""
