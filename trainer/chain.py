@@ -250,10 +250,7 @@ def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, 
     if anomaly_map == MAP_STRIP:
         from vialguard.strip_reference import check_recipe
 
-        check_recipe(recipe)
-        if profile.patch_size != recipe.patch_size:
-            raise ChainError(f"the strip reference compares native-size regions ({recipe.patch_size} px); profile "
-                             f"'{profile.name}' resamples them to {profile.patch_size} px: use --anomaly-map ssim")
+        check_recipe(recipe)  # a resampled profile gets the settings scaled to its side (at_side)
     digest = load_index(train_patches).source_digest
     maps = kit_maps(generator, _kit_stream(kit, recipe), recipe, anomaly_map=anomaly_map)
     return calibrate_scores(maps, served=served or DEFAULT_SCORE, profile=profile.name,

@@ -190,13 +190,14 @@ def _check_extra_names(names: list[str]) -> None:
                                     f"other than {list(RESERVED)}")
 
 
-def _strip_settings() -> dict[str, Any]:
-    """The strip reference's settings the served graph bakes (vialguard.strip_reference)."""
+def _strip_settings(patch_size: int) -> dict[str, Any]:
+    """The strip reference's settings the served graph bakes at this patch side (vialguard.strip_reference)."""
     from dataclasses import asdict
 
     from vialguard.strip_reference import StripReferenceParams
 
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(StripReferenceParams()).items()}
+    settings = asdict(StripReferenceParams().at_side(patch_size))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
 
 def export_version(
@@ -255,7 +256,7 @@ def export_version(
         "anomaly_map": manifest_map,
         "patch_layout": local.layout.as_dict() if local is not None else None,
         # what the graph bakes, for the record (a version before 7 baked the defaults of its day)
-        "strip_reference": _strip_settings() if manifest_map == MAP_STRIP else None,
+        "strip_reference": _strip_settings(profile.patch_size) if manifest_map == MAP_STRIP else None,
         "local_score": ({"smooth_sigma": local.smooth_sigma, "smooth_after_fusion": local.smooth_after_fusion,
                          "fuse_frames": local.fuse_frames} if local is not None else None),
         "probe_check": diffs, "serving_thresholds": calibration.serving,

@@ -97,6 +97,7 @@ def _window(x: tf.Tensor, size: int, reduce: str) -> tf.Tensor:
 def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenceParams) -> tf.Tensor:
     """[N, P, P, 1] patches in [0, 1], whole acquisitions in patch order -> [N, P-10, P-10] maps."""
     p = int(patches.shape[1])
+    params = params.at_side(p)  # the settings are in native pixels; a resampled profile scales them
     f, v, r = layout.frames, layout.vials, layout.regions
     h = r * p
     x = tf.cast(patches, tf.float32)[..., 0]

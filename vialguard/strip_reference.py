@@ -30,7 +30,7 @@ the same arithmetic for the served graph, tested against it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -69,6 +69,21 @@ class StripReferenceParams:
     # trainer.calibrate_local): strip AUROC 0.891 -> 0.905, false rejects of good strips
     # 19 -> 5 of 200; version 6 was made without it.
     equalise_light: bool = True
+    # The patch side the pixel figures above are in (the recipe's native 256 px). A profile that
+    # resamples the regions to another side gets them scaled by at_side (the resolution curve).
+    native_side: int = 256
+
+    def at_side(self, side: int) -> "StripReferenceParams":
+        """These settings for patches of ``side`` px: every length scaled by side / native_side (the
+        tolerance to at least 1 px, a step grid of the same count); themselves at the native side."""
+        if side == self.native_side:
+            return self
+        f = side / self.native_side
+        first, last = self.meniscus_rows
+        return replace(self, sigma=self.sigma * f, tolerance=max(1, int(round(self.tolerance * f))),
+                       max_step_px=self.max_step_px * f, step_px=self.step_px * f,
+                       meniscus_rows=(int(round(first * f)), int(round(last * f))),
+                       meniscus_half_width=max(1, int(round(self.meniscus_half_width * f))), native_side=side)
 
     @property
     def steps(self) -> np.ndarray:
@@ -170,6 +185,7 @@ def strip_maps(patches: np.ndarray, frames: int, vials: int, regions: int,
     if x.ndim == 4:
         x = x[..., 0]
     n, p = x.shape[0], x.shape[-1]
+    params = params.at_side(p)
     per = frames * vials * regions
     if n % per:
         raise ValueError(f"{n} patches are not whole acquisitions of {per}")

@@ -19,7 +19,7 @@ from vialguard.strip_reference import (SSIM_CROP, StripReferenceParams, blur, ch
 
 FRAMES, VIALS, REGIONS, P = 3, 5, 2, 64  # small strips: 2 regions of 64 px per vial
 H = REGIONS * P
-PARAMS = StripReferenceParams(liquid_region=-1)  # these synthetic strips hold no liquid
+PARAMS = StripReferenceParams(liquid_region=-1, native_side=P)  # these synthetic strips hold no liquid
 STEP = 1.5  # px of vertical shift between neighbouring vials (the strip's rotation)
 
 
@@ -71,7 +71,7 @@ def test_what_every_vial_has_is_not_an_anomaly() -> None:
 
 def test_the_strip_rotation_is_found() -> None:
     x = _strip(np.random.default_rng(2)).reshape(FRAMES, VIALS, H, P)
-    assert vial_step(blur(x, 1.0), StripReferenceParams()) == pytest.approx(STEP, abs=0.25)
+    assert vial_step(blur(x, 1.0), StripReferenceParams(native_side=P)) == pytest.approx(STEP, abs=0.25)
 
 
 def test_whole_acquisitions_only() -> None:
@@ -127,7 +127,7 @@ def _liquid_strip(rng: np.random.Generator, foam_on: int | None = None) -> np.nd
     return np.concatenate([patches, liquid], axis=2).reshape(-1, P, P)
 
 
-LIQUID = StripReferenceParams(liquid_region=2, meniscus_rows=(8, 48), meniscus_half_width=16)
+LIQUID = StripReferenceParams(liquid_region=2, meniscus_rows=(8, 48), meniscus_half_width=16, native_side=P)
 
 
 def test_the_liquid_is_aligned_by_each_vials_meniscus() -> None:
@@ -182,5 +182,29 @@ def test_tensorflow_twin_equalises_the_light_as_the_reference() -> None:
                               _lit_unevenly(_strip(np.random.default_rng(10)), -0.01)])
     want = strip_maps(patches, FRAMES, VIALS, REGIONS, PARAMS)
     got = tf.function(lambda x: strip_maps_tf(x, PatchLayout(FRAMES, VIALS, REGIONS), PARAMS))(
+        tf.constant(patches[..., None])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_settings_scale_with_a_resampled_patch_side() -> None:
+    native = StripReferenceParams()
+    assert native.at_side(native.native_side) is native
+    quarter = native.at_side(64)
+    assert quarter.native_side == 64 and quarter.sigma == pytest.approx(native.sigma / 4)
+    assert quarter.tolerance == max(1, round(native.tolerance / 4)) and quarter.meniscus_rows == (8, 32)
+    assert len(quarter.steps) == len(native.steps) and quarter.steps.max() == pytest.approx(native.steps.max() / 4)
+    assert quarter.at_side(64) is quarter
+
+
+def test_tensorflow_twin_scales_the_settings_as_the_reference() -> None:
+    """A 64 px profile of 256 px settings: both implementations scale them alike (the resolution curve)."""
+    tf = pytest.importorskip("tensorflow")
+    from trainer.strip_reference_tf import strip_maps_tf
+
+    native = StripReferenceParams(liquid_region=2, meniscus_rows=(32, 192), meniscus_half_width=64, native_side=4 * P)
+    patches = np.concatenate([_liquid_strip(np.random.default_rng(11), foam_on=3), _liquid_strip(np.random.default_rng(12))])
+    want = strip_maps(patches, FRAMES, VIALS, 3, native)
+    assert not np.allclose(want, strip_maps(patches, FRAMES, VIALS, 3, replace(native, native_side=P)))
+    got = tf.function(lambda x: strip_maps_tf(x, PatchLayout(FRAMES, VIALS, 3), native))(
         tf.constant(patches[..., None])).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
