@@ -89,21 +89,26 @@ def render_frames(recipe: Recipe, distinct: int) -> list[tuple[str, np.ndarray]]
     return [(acq.fields.product_id, acq.frames) for acq in kit]
 
 
-def backend_threads(repository: Path) -> int:
-    """intra_op_num_threads of the Triton CPU config, as the Python backend reads it (0: ORT's default)."""
+def backend_session(repository: Path) -> tuple[int, str | None]:
+    """(intra_op_num_threads, allow_spinning) of the Triton CPU config, as the Python backend reads them
+    (threads 0: ORT's default; spinning None: ORT's default, which spins)."""
     from vialguard_stack.local_stack import TRITON_CONFIG
     from vialguard_stack.rollout import config_from_file
 
     params = config_from_file(repository, TRITON_CONFIG).get("parameters", {})
-    return int(params.get("intra_op_num_threads", {}).get("string_value", "0"))
+    spinning = params.get("allow_spinning", {}).get("string_value")
+    return int(params.get("intra_op_num_threads", {}).get("string_value", "0")), spinning
 
 
 def run_bare(onnx_path: Path, threads: int, patches: list[np.ndarray], n: int, warmup: int,
-             concurrency: int) -> PathFigures:
+             concurrency: int, spinning: str | None = None, name: str = "bare ORT") -> PathFigures:
+    """The model alone in this process; ``spinning``: ORT's allow_spinning as the served config sets it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     outputs = [OUTPUT_SCORE, OUTPUT_PHI]  # what the stack asks for (ORT runs the whole graph either way)
 
@@ -112,7 +117,7 @@ def run_bare(onnx_path: Path, threads: int, patches: list[np.ndarray], n: int, w
         session.run(outputs, {INPUT_PATCHES: patches[i % len(patches)]})
         return (time.perf_counter() - t0) * 1e3
 
-    return timed("bare ORT", call, n, warmup, concurrency)
+    return timed(name, call, n, warmup, concurrency)
 
 
 def run_triton(url: str, version: int, patches: list[np.ndarray], n: int, warmup: int,
@@ -286,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         print(this_machine().line(), flush=True)
         print(f"rendering {a.distinct} acquisitions (not timed) ...", flush=True)
         frames = render_frames(recipe, a.distinct)
-        threads = backend_threads(repository)
+        threads, spinning = backend_session(repository)
         print("starting the local stack ...", flush=True)
-        runs: list[tuple[int, list[PathFigures], dict[str, list[float]], list[float]]] = []
+        runs: list[tuple[int, list[PathFigures], PathFigures | None, dict[str, list[float]], list[float]]] = []
         with local_stack(settings, log=lambda line: print(f"  {line}", flush=True)) as stack:
             import onnxruntime as ort
 
@@ -301,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             fed = pixels if model_input.type != "tensor(float)" else [to_unit_float(p) for p in pixels]
             print(f"model {MODEL_NAME} v{stack.model_version} ({onnx_path}), {side}x{side} patches as "
                   f"{model_input.type}, {pixels[0].shape[0]} per acquisition ({pixels[0].nbytes / 1e6:.1f} MB sent "
-                  f"by the preprocessor); ORT intra_op_num_threads={threads} (0 = ORT default), onnxruntime "
+                  f"by the preprocessor); ORT intra_op_num_threads={threads} (0 = ORT default), allow_spinning "
+                  f"{spinning if spinning is not None else 'default'} as served, onnxruntime "
                   f"{ort.__version__} here; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
                   f"{a.acquisitions} acquisitions per path, warm-up {a.warmup}; stack preprocessor: "
                   f"{'gRPC' if a.no_shared_memory else 'shared memory'} to Triton", flush=True)
@@ -309,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             for c in a.concurrency:
                 bare = run_bare(onnx_path, threads, fed, n, w, c)
                 print(f"  c={c} bare ORT done: {bare.per_second:.1f} acq/s", flush=True)
+                # The same session as Triton's (its idle threads sleep): what the stack adds beyond the
+                # model as served. Only when the config changes a default, else it is the row above.
+                served = (run_bare(onnx_path, threads, fed, n, w, c, spinning, "bare ORT as served")
+                          if spinning is not None else None)
+                if served is not None:
+                    print(f"  c={c} bare ORT as served done: {served.per_second:.1f} acq/s", flush=True)
                 grpc_path = run_triton(stack.triton_grpc_url, stack.model_version, pixels, n, w, c)
                 print(f"  c={c} Triton gRPC done: {grpc_path.per_second:.1f} acq/s", flush=True)
                 shm_path = run_triton(stack.triton_grpc_url, stack.model_version, pixels, n, w, c,
@@ -319,13 +331,16 @@ def main(argv: list[str] | None = None) -> int:
                 full = run_stack(stack.preprocessor_target, recipe, stack.model_version, frames, n, w, c, stages,
                                  encode_ms)
                 print(f"  c={c} stack done: {full.per_second:.1f} acq/s", flush=True)
-                runs.append((c, [bare, grpc_path, shm_path, full], stages, encode_ms))
+                runs.append((c, [bare, grpc_path, shm_path, full], served, stages, encode_ms))
             extra = ([] if a.no_heatmap_cost
                      else heatmap_cost(stack.triton_grpc_url, pixels[0], stack.model_version, min(n, 30)))
-    for c, rows, stages, encode_ms in runs:
+    for c, rows, served, stages, encode_ms in runs:
         print(f"\n== concurrency {c} ==")
-        for line in table_lines(rows) + [""] + ratio_lines(rows[0], *rows[1:]):
+        for line in table_lines(rows + ([served] if served else [])) + [""] + ratio_lines(rows[0], *rows[1:]):
             print(line)
+        if served is not None:
+            for line in ratio_lines(served, *rows[1:]):
+                print(f"  against the served session: {line}")
         print("where the stack's time goes (per acquisition, from each Verdict's stage timings):")
         for line in stage_lines(stages):
             print(f"  {line}")
