@@ -69,18 +69,17 @@ class InferenceTiming:
 
 def _timing_local_model(patch_size: int):  # noqa: ANN202
     """The fused local-score model a `cpu` version serves, of the recipe's layout: the map the
-    cpu scale scores (the strip reference at native size) and the calibration's smoothing.
-    Its statistics do not change the time."""
+    cpu scale scores (the strip reference, its settings scaled to a resampled side) and the
+    calibration's smoothing. Its statistics do not change the time."""
     from trainer.calibrate_local import SMOOTH_SIGMA
     from trainer.run_scale import get_scale
-    from vialguard.local_score import MAP_SSIM, LocalScoreModel, PatchLayout
-    from vialguard.patching import is_native
+    from vialguard.local_score import LocalScoreModel, PatchLayout
     from vialguard.recipe import load_recipe
 
     recipe = load_recipe()
     layout = PatchLayout.from_recipe(recipe)
     side = patch_size - 10
-    anomaly_map = get_scale("cpu").anomaly_map if is_native(recipe, patch_size) else MAP_SSIM
+    anomaly_map = get_scale("cpu").anomaly_map
     return LocalScoreModel(layout, True, np.zeros((layout.regions, side, side), np.float32),
                            np.ones((layout.regions, side, side), np.float32), SMOOTH_SIGMA, anomaly_map)
 

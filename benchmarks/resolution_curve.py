@@ -9,7 +9,10 @@ score and of phi, strip and run accuracy, ms per 60-patch acquisition.
 
     python -m benchmarks.resolution_curve --workdir runs/<run> --sizes 64,128 --epochs 4
 
-Training here is short (``--epochs`` x ``--steps``); say so beside the figures.
+Training here is short (``--epochs`` x ``--steps``); say so beside the figures. The
+served score is the cpu scale's (the strip reference map, its pixel settings scaled to
+the side by StripReferenceParams.at_side), which does not read the generator: the
+training sets only phi and the weights of the graph that is timed.
 Prints figures only; never fails on them.
 """
 from __future__ import annotations
@@ -51,7 +54,8 @@ def run_side(workdir: Path, side: int, epochs: int, steps: int, seed: int = 0) -
     config = _train_config(args, scale)
     generator = chain.train_generator(layout.patches("train"), profile, config, layout, scale.shuffle_buffer,
                                       scale.validation_steps)
-    bundle = chain.calibrate_kit(generator, profile, layout.patches("calibration"), layout.patches("train"), recipe)
+    bundle = chain.calibrate_kit(generator, profile, layout.patches("calibration"), layout.patches("train"), recipe,
+                                 anomaly_map=scale.anomaly_map)
     evaluation, _ = chain.evaluate_kit(generator, profile, bundle, layout.patches("test"), recipe,
                                        layout.evaluation_dir)
     compared = evaluation.qualification["scores_compared"]
