@@ -1,6 +1,7 @@
 """TritonInspector's own rules, against a fake tritonclient (the real server: tests/integration)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from tritonclient.utils import InferenceServerException
 import preprocessor.inspector_client as module
 from preprocessor.inspector_client import InferenceRejected, TritonInspector
 from vialguard.inference import InferenceOverloaded, InferenceTimeout, InferenceUnavailable
+from vialguard.inspector_io import DEADLINE_PARAMETER
 
 
 class FakeResponse:
@@ -143,6 +145,9 @@ def test_the_deadline_travels_to_triton_as_queue_timeout_and_grpc_deadline(monke
     TritonInspector("x:1").infer(patches(), timeout_s=0.8)
     assert 0.7 < seen["client_timeout"] <= 0.8
     assert 700_000 < seen["timeout"] < 800_000  # microseconds, Triton's queue policy honours it
+    # and as the wall-clock deadline the version's backend adapter checks before inferring
+    left_ns = seen["parameters"][DEADLINE_PARAMETER] - time.time_ns()
+    assert 0.6e9 < left_ns <= 0.8e9
 
 
 def test_a_full_triton_queue_is_overload_and_not_retried(fake: type[FakeClient]) -> None:
@@ -151,6 +156,14 @@ def test_a_full_triton_queue_is_overload_and_not_retried(fake: type[FakeClient])
     with pytest.raises(InferenceOverloaded, match="queue"):
         TritonInspector("x:1").infer(patches(), timeout_s=5.0)
     assert len(fake.script) == 1 and fake.channels == 1  # no retry, no reconnect
+
+
+def test_a_request_the_adapter_refused_past_its_deadline_is_a_timeout(fake: type[FakeClient]) -> None:
+    fake.script = [InferenceServerException("the caller's deadline passed 12 ms before its turn in Triton's queue: "
+                                            "deadline passed, not inferred", status="StatusCode.CANCELLED")]
+    with pytest.raises(InferenceTimeout):
+        TritonInspector("x:1").infer(patches(), timeout_s=5.0)
+    assert fake.script == []  # not retried: the caller's time is up
 
 
 def test_a_request_timed_out_in_tritons_queue_is_a_timeout(fake: type[FakeClient]) -> None:
