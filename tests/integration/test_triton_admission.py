@@ -7,6 +7,7 @@ busy or a quiet machine gives the same verdict.
 """
 from __future__ import annotations
 
+import math
 import shutil
 import urllib.request
 import threading
@@ -81,14 +82,16 @@ def test_a_burst_past_capacity_is_refused_or_dropped_not_inferred_late(server: T
     server), most for callers already gone; the version's backend adapter now answers a
     request dequeued past its caller's deadline with an error, so only those dequeued in
     time are inferred, whatever the load does to the inference time. All 30 share one
-    deadline, so only the inference running when it passes (and one whose answer it beat) may
-    be for a caller gone."""
+    deadline, so no more can be inferred than one instance can start before it."""
     patches = patches_for(server)
     inspector = TritonInspector(server.grpc_url)
     inspector.infer(patches, timeout_s=30.0)  # warm
-    started = time.perf_counter()
-    inspector.infer(patches, timeout_s=30.0)
-    one_s = time.perf_counter() - started
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        inspector.infer(patches, timeout_s=30.0)
+        times.append(time.perf_counter() - started)
+    one_s, fastest_s = float(np.median(times)), min(times)
     deadline_s = max(1.0, 3 * one_s)
     before, refused_before = executions(server), not_inferred(server)
     outcomes: Counter[str] = Counter()
@@ -121,15 +124,20 @@ def test_a_burst_past_capacity_is_refused_or_dropped_not_inferred_late(server: T
     time.sleep(deadline_s)  # anything Triton would still run has had time to start
     refused = not_inferred(server) - refused_before
     inferred = executions(server) - before - refused
-    print(f"\none inference {one_s * 1000:.0f} ms, deadline {deadline_s:.2f} s: {dict(outcomes)}, "
+    print(f"\none inference {one_s * 1000:.0f} ms (fastest {fastest_s * 1000:.0f}), deadline {deadline_s:.2f} s: {dict(outcomes)}, "
           f"Triton inferred {inferred} of 30 and refused {refused} past their deadline, "
           f"burst answered in {burst_s:.2f} s")
     assert sum(outcomes.values()) == 30 and not [k for k in outcomes if k.startswith("unavailable")]
-    # Only those dequeued before the deadline ran: those answered in time, at most one that ended
-    # too close to the deadline for its answer to arrive, and the one running when it passed
-    # (measured: ok + 2 with the adapter's check, ok + 3 without it on a quiet machine, and
-    # ok + 7 to 9 in the older form of this test under CI's load).
-    assert outcomes["ok"] <= inferred <= outcomes["ok"] + 2, (inferred, refused, dict(outcomes))
+    # Only those dequeued before the deadline ran: one instance starts at most one per inference
+    # (at its fastest) until the deadline, and one more may be dequeued as it passes. Counting
+    # those answered in time instead undercounts on a loaded machine, where answers that
+    # came in time reach starved callers late (the full suite: 2 ok, 5 inferred, deadline 1.31 s).
+    # Without the adapter's check, CI's load ran 9 with 2 in time and a 0.4 s inference; on a quiet
+    # machine Triton's own cancellation keeps within the bound too (5 at 0.41 s, bound 5), so this
+    # test catches the leak under load, and tests/unit/test_backend_adapter_deadline.py proves the
+    # adapter's decision itself.
+    bound = math.floor(deadline_s / fastest_s) + 2
+    assert outcomes["ok"] <= inferred <= bound, (inferred, bound, refused, dict(outcomes))
     assert burst_s < deadline_s + 2.0
     started = time.perf_counter()  # and no backlog is left behind: the next call runs at once
     inspector.infer(patches, timeout_s=30.0)
