@@ -26,7 +26,7 @@ wall-clock nanoseconds, vialguard.inspector_io.DEADLINE_PARAMETER) passed while 
 waited in Triton's queue, is answered at once with an error and never inferred.
 Triton 2.51 alone does not ensure it: a tritonclient sync call that times out is not
 cancelled on the server (triton-inference-server/server#7532), and a burst of 30 with
-a 1 s deadline ran 11 inferences, 9 of them for callers already gone. The deadline is
+a 1.26 s deadline ran 11 inferences, 9 of them for callers already gone. The deadline is
 compared on Triton's clock: the same clock for a Triton on the preprocessor's host or
 in a container beside it; a remote Triton needs synchronised clocks (a Triton whose
 clock runs ahead of the preprocessor's by more than the deadline refuses every request,
