@@ -107,6 +107,14 @@ def test_the_backend_adapter_is_self_contained_python() -> None:
     assert "class TritonPythonModel" in source
 
 
+def test_the_newest_committed_version_carries_the_current_adapter() -> None:
+    """A version directory holds its own copy of model.py (Triton loads nothing else): the one the
+    demo serves must be today's, with the caller's-deadline check (DESIGN invariant 8)."""
+    newest = latest_version(MODEL_DIR.parent)
+    assert newest is not None
+    assert (MODEL_DIR / str(newest) / "model.py").read_bytes() == triton_backend_files()["model.py"]
+
+
 def test_the_triton_backend_environment_pins_numpy_below_2() -> None:
     """Triton 2.51's stub answers with EMPTY outputs under numpy 2 (DESIGN section 5)."""
     lines = (MODEL_DIR.parents[1] / "requirements" / "triton-backend.txt").read_text().splitlines()
