@@ -80,8 +80,12 @@ def _timing_local_model(patch_size: int):  # noqa: ANN202
     layout = PatchLayout.from_recipe(recipe)
     side = patch_size - 10
     anomaly_map = get_scale("cpu").anomaly_map
+    from trainer.calibrate_local import SMOOTH_AFTER_FUSION, row_tail_of
+
+    rows = np.ones((layout.regions, side), np.float32) if row_tail_of(anomaly_map) is not None else None
     return LocalScoreModel(layout, True, np.zeros((layout.regions, side, side), np.float32),
-                           np.ones((layout.regions, side, side), np.float32), SMOOTH_SIGMA, anomaly_map)
+                           np.ones((layout.regions, side, side), np.float32), SMOOTH_SIGMA, anomaly_map,
+                           anomaly_map in SMOOTH_AFTER_FUSION, rows)
 
 
 def time_profile(profile_name: str, acquisitions: int, warmup: int, threads: int,

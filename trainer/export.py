@@ -258,7 +258,8 @@ def export_version(
         # what the graph bakes, for the record (a version before 7 baked the defaults of its day)
         "strip_reference": _strip_settings(profile.patch_size) if manifest_map == MAP_STRIP else None,
         "local_score": ({"smooth_sigma": local.smooth_sigma, "smooth_after_fusion": local.smooth_after_fusion,
-                         "fuse_frames": local.fuse_frames} if local is not None else None),
+                         "fuse_frames": local.fuse_frames, "row_scale": local.row_scale is not None}
+                        if local is not None else None),
         "probe_check": diffs, "serving_thresholds": calibration.serving,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "trainer_git_commit": _git_commit(),

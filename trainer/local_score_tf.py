@@ -54,6 +54,8 @@ def local_score_tf(maps: tf.Tensor, model: LocalScoreModel) -> tf.Tensor:
         per = lay.vials * lay.regions
         stacked = tf.reshape(smooth_tf(tf.reshape(stacked, [-1, h, w]), model.smooth_sigma, per),
                              [-1, 1, lay.vials, lay.regions, h, w])
+    if model.row_scale is not None:  # each row's good tail (vialguard.local_score)
+        stacked = stacked / tf.constant(model.row_scale[None, None, None, :, :, None])
     mean = tf.constant(model.mean[None, None, None])
     scale = tf.constant(model.scale[None, None, None])
     score = tf.reduce_max((stacked - mean) / scale, axis=[4, 5])  # [A, F or 1, V, R]

@@ -94,6 +94,27 @@ def _window(x: tf.Tensor, size: int, reduce: str) -> tf.Tensor:
     return y if reduce == "max" else -y
 
 
+def _liquid_in_meniscus_rows(maps: tf.Tensor, menisci: tf.Tensor, top: int, p: int, reference: int) -> tf.Tensor:
+    """vialguard.strip_reference.reference_shifts + shift_whole_rows: maps [A, F, V, H, W] with each
+    vial's liquid rows [top, top + p) read from y + dy (dy: its mean meniscus over the frames, rounded,
+    minus the reference row), zeros beyond; one gather for the acquisition's vials. ``menisci``
+    [A, F, V] are rows of the liquid region."""
+    f, v, w = int(maps.shape[1]), int(maps.shape[2]), int(maps.shape[4])
+    mean = tf.reduce_mean(tf.cast(menisci, tf.float32), axis=1)                                 # [A, V]
+    dy = tf.cast(tf.floor(mean + 0.5), tf.int32) - reference                                    # [A, V]
+    block = tf.transpose(maps[:, :, :, top:top + p], [0, 2, 1, 3, 4])                           # [A, V, F, p, W]
+    source = tf.range(p, dtype=tf.int32)[None, None, None, :] + dy[:, :, None, None]            # [A, V, 1, p]
+    inside = tf.cast((source >= 0) & (source < p), maps.dtype)
+    a = tf.shape(maps)[0]
+    base = tf.reshape(tf.range(a * v * f, dtype=tf.int32) * p, [a, v, f, 1])
+    index = tf.reshape(base + tf.clip_by_value(source, 0, p - 1), [-1])                         # [A*V*F*p]
+    moved = tf.reshape(tf.gather(tf.reshape(block, [-1, w]), index), [a, v, f, p, w])
+    moved = tf.transpose(moved * inside[..., None], [0, 2, 1, 3, 4])                            # [A, F, V, p, W]
+    parts = [maps[:, :, :, :top] if top else None, moved, maps[:, :, :, top + p:] if top + p < int(maps.shape[3])
+             else None]
+    return tf.concat([t for t in parts if t is not None], axis=3)
+
+
 def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenceParams) -> tf.Tensor:
     """[N, P, P, 1] patches in [0, 1], whole acquisitions in patch order -> [N, P-10, P-10] maps."""
     p = int(patches.shape[1])
@@ -151,5 +172,7 @@ def strip_maps_tf(patches: tf.Tensor, layout: PatchLayout, params: StripReferenc
             best = d if best is None else tf.minimum(best, d)
         per_vial.append(best)
     maps = tf.stack(per_vial, axis=2)                                                            # [A, F, V, H, W]
+    if liquid >= 0 and params.liquid_reference_row >= 0:
+        maps = _liquid_in_meniscus_rows(maps, menisci + first, top, p, params.liquid_reference_row)
     maps = tf.reshape(maps, [-1, p, p])
     return maps[:, SSIM_CROP:p - SSIM_CROP, SSIM_CROP:p - SSIM_CROP]

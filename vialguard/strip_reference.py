@@ -22,6 +22,10 @@ For each frame:
     for every other vial o, both shifted by (o - v) x step (linear, edge rows kept):
         d_o = how far column_v lies outside [low_o, high_o]
     map_v = min over o of d_o                                a defect differs from every other vial
+    liquid region of map_v moved by whole rows so that the vial's mean meniscus over the frames
+               sits on one reference row (liquid_reference_row): the statistics that follow see
+               the liquid body in the meniscus's own rows (the same shift for every frame, so the
+               minimum over the frames still compares one place of the tube)
 
 Pixels are the patches' [0, 1] values; the map is cropped to the 1 - SSIM map's size so
 both go through the same smoothing, fusion over frames and per-pixel normalisation
@@ -69,6 +73,13 @@ class StripReferenceParams:
     # trainer.calibrate_local): strip AUROC 0.891 -> 0.905, false rejects of good strips
     # 19 -> 5 of 200; version 6 was made without it.
     equalise_light: bool = True
+    # The liquid region's map is handed on in the vial's own meniscus rows: each vial's map of
+    # that region is moved (whole rows, the same for all frames, zeros beyond) so that the mean
+    # of its menisci over the frames lands on this row of the patch; -1 keeps camera rows. Bubbles
+    # ride 10-45 px under a moving meniscus and foam sits at its resting level, but fill levels
+    # differ by up to 30 px, so in camera rows the good statistics (vialguard.local_score) mixed
+    # the two. From version 8; version 7 and earlier: -1.
+    liquid_reference_row: int = 80
     # The patch side the pixel figures above are in (the recipe's native 256 px). A profile that
     # resamples the regions to another side gets them scaled by at_side (the resolution curve).
     native_side: int = 256
@@ -83,7 +94,9 @@ class StripReferenceParams:
         return replace(self, sigma=self.sigma * f, tolerance=max(1, int(round(self.tolerance * f))),
                        max_step_px=self.max_step_px * f, step_px=self.step_px * f,
                        meniscus_rows=(int(round(first * f)), int(round(last * f))),
-                       meniscus_half_width=max(1, int(round(self.meniscus_half_width * f))), native_side=side)
+                       meniscus_half_width=max(1, int(round(self.meniscus_half_width * f))), native_side=side,
+                       liquid_reference_row=(self.liquid_reference_row if self.liquid_reference_row < 0
+                                             else int(round(self.liquid_reference_row * f))))
 
     @property
     def steps(self) -> np.ndarray:
@@ -170,6 +183,27 @@ def meniscus_rows(columns: np.ndarray, patch: int, params: StripReferenceParams)
     return (np.argmin(profile, axis=-1) + top + first).astype(np.int64)
 
 
+def reference_shifts(menisci: np.ndarray, patch: int, params: StripReferenceParams) -> np.ndarray:
+    """[F, V] meniscus rows (column coordinates) -> [V] whole-row shifts that put each vial's mean
+    meniscus over the frames on ``liquid_reference_row`` of the liquid region (floor(mean + 0.5))."""
+    mean = menisci.astype(np.float32).mean(axis=0, dtype=np.float32)
+    level = np.floor(mean + np.float32(0.5)).astype(np.int64)
+    return level - params.liquid_region * patch - params.liquid_reference_row
+
+
+def shift_whole_rows(x: np.ndarray, dy: int) -> np.ndarray:
+    """out[..., y, :] = x[..., y + dy, :], zeros where y + dy falls outside."""
+    out = np.zeros_like(x)
+    h = x.shape[-2]
+    if abs(dy) >= h:
+        return out
+    if dy >= 0:
+        out[..., :h - dy, :] = x[..., dy:, :]
+    else:
+        out[..., -dy:, :] = x[..., :h + dy, :]
+    return out
+
+
 def window_extreme(x: np.ndarray, size: int, reduce: str) -> np.ndarray:
     """Min or max of [..., H, W] over size x size pixels (the window shrinks at the edges, as a
     max pool with 'SAME' padding does)."""
@@ -217,6 +251,9 @@ def strip_maps(patches: np.ndarray, frames: int, vials: int, regions: int,
                 d = np.maximum(np.maximum(lo - cols[:, v], cols[:, v] - hi), 0)
                 best = d if best is None else np.minimum(best, d)
             maps[:, v] = best
+        if liquid is not None and menisci is not None and params.liquid_reference_row >= 0:
+            for v, dy in enumerate(reference_shifts(menisci, p, params)):
+                maps[:, v, liquid] = shift_whole_rows(maps[:, v, liquid], int(dy))
         maps = maps.reshape(frames, vials, regions, p, p).reshape(per, p, p)
         out[a * per:(a + 1) * per] = maps[:, SSIM_CROP:p - SSIM_CROP, SSIM_CROP:p - SSIM_CROP]
     return out

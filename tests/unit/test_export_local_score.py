@@ -50,7 +50,8 @@ def test_a_local_score_version_serves_what_the_numpy_reference_computes(tmp_path
     vdir = tmp_path / "repo" / io.MODEL_NAME / str(version)
     manifest = json.loads((vdir / export.MANIFEST_FILENAME).read_text())
     assert manifest["score"] == SCORE_LOCAL_FUSED and manifest["patch_layout"] == layout.as_dict()
-    assert manifest["local_score"] == {"smooth_sigma": 0.0, "smooth_after_fusion": False, "fuse_frames": True}
+    assert manifest["local_score"] == {"smooth_sigma": 0.0, "smooth_after_fusion": False, "fuse_frames": True,
+                                       "row_scale": False}
     assert manifest["strip_reference"] is None  # this version scores the 1 - SSIM map
     stored = LocalScoreModel.from_bytes((vdir / io.LOCAL_SCORE_FILENAME).read_bytes())
     np.testing.assert_array_equal(stored.scale, local.scale)

@@ -177,3 +177,67 @@ def test_tensorflow_smooths_after_the_fusion_as_the_reference() -> None:
     maps = np.concatenate([_good_maps(np.random.default_rng(6), 2), _passing_object(0)])
     np.testing.assert_allclose(local_score_tf(tf.constant(maps), model).numpy(), local_scores(maps, model),
                                rtol=1e-4, atol=1e-4)
+
+
+def _maps_with_a_busy_row(rng: np.random.Generator, acquisitions: int, busy_row: int, width: int = W) -> np.ndarray:
+    """Good maps where, in one row of R2, a rare large value turns up at a random column (what three
+    bubbles of three frames leave on the strip map under the meniscus); elsewhere small noise."""
+    maps = rng.uniform(0, 0.001, (acquisitions, 1, LAYOUT.vials, LAYOUT.regions, H, width)).astype(np.float32)
+    for a in range(acquisitions):
+        if a % 4 == 0:
+            maps[a, 0, int(rng.integers(0, LAYOUT.vials)), 2, busy_row, int(rng.integers(0, width))] = 0.2
+    return np.repeat(maps, LAYOUT.frames, axis=1).reshape(-1, H, width)
+
+
+def test_the_row_tail_is_the_quantile_of_every_good_value_in_the_row() -> None:
+    rng = np.random.default_rng(21)
+    maps = _maps_with_a_busy_row(rng, 200, busy_row=3)
+    acc = StatisticsAccumulator(LAYOUT, True)
+    for a in range(0, 200, 7):  # streamed in uneven pieces: the kept largest values must merge right
+        acc.add(maps[a * LAYOUT.per_acquisition:min(a + 7, 200) * LAYOUT.per_acquisition])
+    model = acc.model(floor_quantile=0.5, row_quantile=0.99, row_floor=1e-5)
+    fused = maps.reshape(200, LAYOUT.frames, LAYOUT.vials, LAYOUT.regions, H, W).min(axis=1)
+    want = np.quantile(fused.transpose(2, 3, 0, 1, 4).reshape(LAYOUT.regions, H, -1).astype(np.float64), 0.99,
+                       axis=-1)
+    np.testing.assert_allclose(model.row_scale, np.maximum(want, 1e-5), rtol=1e-5)
+    assert model.row_scale[2, 3] > 20 * model.row_scale[2, 2]  # the busy row's tail
+    assert LocalScoreModel.from_bytes(model.to_bytes()).row_scale is not None
+    assert acc.model().row_scale is None and LocalScoreModel.from_bytes(acc.model().to_bytes()).row_scale is None
+
+
+def test_a_row_that_is_often_busy_no_longer_hides_a_defect_in_a_quiet_row() -> None:
+    """Without the row tail the rare large values of the busy row, each at a pixel the per-pixel
+    spread hardly saw (96 columns: most pixels of the row never had one), score higher than a real
+    defect in a quiet row; with it the defect stands out."""
+    wide = 96
+    rng = np.random.default_rng(22)
+    acc = StatisticsAccumulator(LAYOUT, True)
+    acc.add(_maps_with_a_busy_row(rng, 300, busy_row=3, width=wide))
+    plain, tailed = acc.model(floor_quantile=0.5), acc.model(floor_quantile=0.5, row_quantile=0.999, row_floor=1e-4)
+    good = _maps_with_a_busy_row(np.random.default_rng(23), 40, busy_row=3, width=wide)
+    quiet = np.random.default_rng(24).uniform(0, 0.001, (LAYOUT.vials, LAYOUT.regions, H, wide)).astype(np.float32)
+    defect = np.repeat(quiet[None], LAYOUT.frames, axis=0)  # an acquisition without a busy-row event
+    defect[:, 1, 2, 8, 4:6] = 0.03  # a faint persistent mark in a quiet row of R2
+    defect = defect.reshape(-1, H, wide)
+
+    def worst(model: LocalScoreModel, maps: np.ndarray) -> float:
+        return float(local_scores(maps, model).reshape(-1, LAYOUT.frames, LAYOUT.vials, LAYOUT.regions)[..., 2].max())
+
+    assert worst(plain, defect) < worst(plain, good)    # hidden among the busy row's good values
+    assert worst(tailed, defect) > 3 * worst(tailed, good)
+
+
+def test_tensorflow_divides_by_the_row_tail_as_the_reference() -> None:
+    import tensorflow as tf
+
+    from trainer.local_score_tf import local_score_tf
+
+    acc = StatisticsAccumulator(LAYOUT, True, smooth_sigma=1.5, smooth_after_fusion=True)
+    acc.add(_maps_with_a_busy_row(np.random.default_rng(25), 60, busy_row=5))
+    model = acc.model(floor_quantile=0.99, dilate=3, row_quantile=0.99, row_floor=1e-4)
+    assert model.row_scale is not None
+    maps = np.concatenate([_maps_with_a_busy_row(np.random.default_rng(26), 2, busy_row=5), _passing_object(0)])
+    np.testing.assert_allclose(local_score_tf(tf.constant(maps), model).numpy(), local_scores(maps, model),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(CalibrationError, match="row scales"):
+        LocalScoreModel(LAYOUT, True, model.mean, model.scale, row_scale=np.zeros((LAYOUT.regions, H), np.float32))

@@ -127,7 +127,9 @@ def _liquid_strip(rng: np.random.Generator, foam_on: int | None = None) -> np.nd
     return np.concatenate([patches, liquid], axis=2).reshape(-1, P, P)
 
 
-LIQUID = StripReferenceParams(liquid_region=2, meniscus_rows=(8, 48), meniscus_half_width=16, native_side=P)
+LIQUID = StripReferenceParams(liquid_region=2, meniscus_rows=(8, 48), meniscus_half_width=16, native_side=P,
+                              liquid_reference_row=-1)  # the liquid map in camera rows (version 7 and earlier)
+IN_MENISCUS_ROWS = replace(LIQUID, liquid_reference_row=24)
 
 
 def test_the_liquid_is_aligned_by_each_vials_meniscus() -> None:
@@ -140,15 +142,56 @@ def test_the_liquid_is_aligned_by_each_vials_meniscus() -> None:
     assert foam.reshape(FRAMES, VIALS, 3, *foam.shape[1:])[:, 2, 2].max() > 0.1
 
 
-def test_tensorflow_twin_aligns_the_liquid_as_the_reference() -> None:
+@pytest.mark.parametrize("params", [LIQUID, IN_MENISCUS_ROWS], ids=["camera-rows", "meniscus-rows"])
+def test_tensorflow_twin_aligns_the_liquid_as_the_reference(params: StripReferenceParams) -> None:
     tf = pytest.importorskip("tensorflow")
     from trainer.strip_reference_tf import strip_maps_tf
 
     patches = np.concatenate([_liquid_strip(np.random.default_rng(6), foam_on=1), _liquid_strip(np.random.default_rng(7))])
-    want = strip_maps(patches, FRAMES, VIALS, 3, LIQUID)
-    got = tf.function(lambda x: strip_maps_tf(x, PatchLayout(FRAMES, VIALS, 3), LIQUID))(
+    want = strip_maps(patches, FRAMES, VIALS, 3, params)
+    got = tf.function(lambda x: strip_maps_tf(x, PatchLayout(FRAMES, VIALS, 3), params))(
         tf.constant(patches[..., None])).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _sloshing_strip(rng: np.random.Generator, foam_vial: int, foam_row: int) -> tuple[np.ndarray, np.ndarray]:
+    """(patches, levels [F, V]): R2 filled to its own level per vial, sloshing by a few px from frame
+    to frame, with foam stuck to one vial's wall at a fixed camera row."""
+    patches = _strip(rng).reshape(FRAMES, VIALS, REGIONS, P, P)
+    rest = 14 + 5 * rng.permutation(VIALS)
+    levels = rest[None, :] + np.array([[0], [4], [-3]])[:FRAMES]
+    liquid = np.empty((FRAMES, VIALS, 1, P, P), np.float32)
+    for f in range(FRAMES):
+        for v in range(VIALS):
+            img = np.full((P, P), 0.8, np.float32)
+            img[levels[f, v] + 3:] = 0.6
+            img[levels[f, v]:levels[f, v] + 3] = 0.3
+            if v == foam_vial:
+                img[foam_row:foam_row + 3, 28:36] *= 0.6
+            liquid[f, v, 0] = img + rng.normal(0, 0.004, img.shape).astype(np.float32)
+    return np.concatenate([patches, liquid], axis=2).reshape(-1, P, P), levels
+
+
+def test_the_liquid_is_handed_on_in_each_vials_meniscus_rows() -> None:
+    """Each vial's liquid map moves so that its mean meniscus over the frames sits on the reference
+    row, by the same rows in every frame: foam at a fixed place of the tube stays on one row of the
+    map in all frames (the minimum over frames still sees it), where the vial's level puts it."""
+    rng_seed, vial = 13, 3
+    _, levels = _sloshing_strip(np.random.default_rng(rng_seed), foam_vial=vial, foam_row=0)
+    foam_row = int(levels[:, vial].mean().round()) + 8  # 8 rows under its resting level
+    patches, levels = _sloshing_strip(np.random.default_rng(rng_seed), foam_vial=vial, foam_row=foam_row)
+    camera = strip_maps(patches, FRAMES, VIALS, 3, LIQUID).reshape(FRAMES, VIALS, 3, P - 10, P - 10)
+    moved = strip_maps(patches, FRAMES, VIALS, 3, IN_MENISCUS_ROWS).reshape(FRAMES, VIALS, 3, P - 10, P - 10)
+    meniscus = levels[:, vial] + 1  # the darkest row of the 3-row band
+    shift = int(np.floor(meniscus.mean() + 0.5)) - IN_MENISCUS_ROWS.liquid_reference_row
+    assert shift != 0
+    rows = np.arange(P - 10)
+    inside = (rows + shift >= 0) & (rows + shift < P - 10)
+    np.testing.assert_array_equal(moved[:, vial, 2][:, inside], camera[:, vial, 2][:, rows[inside] + shift])
+    at = foam_row - shift - SSIM_CROP  # the foam's first row on the moved map, the same in every frame
+    assert (moved[:, vial, 2, at:at + 3, 24:30].mean(axis=(-2, -1)) > 0.05).all()
+    assert (moved[:, vial, 2, at - 6:at - 3, 24:30].max(axis=(-2, -1)) < 0.02).all()
+    np.testing.assert_array_equal(moved[:, :, :2], camera[:, :, :2])  # the other regions keep camera rows
 
 
 def _lit_unevenly(patches: np.ndarray, per_vial: float) -> np.ndarray:
