@@ -132,6 +132,15 @@ def compare_with_onnx(inspector: Any, onnx_bytes: bytes, patches: np.ndarray,
     return diffs
 
 
+def score_unit(local: LocalScoreModel) -> float:
+    """The most map units one unit of the local score stands for: the largest per-pixel scale,
+    times the row tail the map was divided by first (vialguard.local_score)."""
+    scale = local.scale.astype(np.float64)
+    if local.row_scale is not None:
+        scale = scale * local.row_scale.astype(np.float64)[..., None]
+    return float(scale.max())
+
+
 def to_pixel_input(onnx_bytes: bytes, recipe: Recipe, patch_size: int, probes: np.ndarray) -> tuple[bytes, str]:
     """The float graph given the camera's pixels as input when the patches are native crops.
 
@@ -237,7 +246,7 @@ def export_version(
     check_onnx_io(onnx_bytes, profile.patch_size)
     probe_count = local.layout.per_acquisition if local is not None else PROBE_PATCHES
     diffs = compare_with_onnx(inspector, onnx_bytes, probe_patches(profile.patch_size, probe_count),
-                              float(local.scale.max()) if local is not None else 1.0)
+                              score_unit(local) if local is not None else 1.0)
     tolerances = {f"{io.OUTPUT_SCORE}_max_ssim_units": SCORE_TOLERANCE, f"{io.OUTPUT_PHI}_max_abs_diff": SCORE_TOLERANCE,
                   f"{io.OUTPUT_HEATMAP}_max_abs_diff": HEATMAP_TOLERANCE}
     if not all(diffs[name] <= limit for name, limit in tolerances.items()):
