@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if local_path.is_file():  # invariant 2 is read in units of the one SSIM (as export and the e2e test do)
         from vialguard.local_score import LocalScoreModel
 
-        unit = float(LocalScoreModel.from_bytes(local_path.read_bytes()).scale.max())
+        from trainer.export import score_unit
+
+        unit = score_unit(LocalScoreModel.from_bytes(local_path.read_bytes()))
     else:
         unit = 1.0
 
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  INT8 quantization failed: {type(exc).__name__}: {exc}", flush=True)
         print(f"\nversion {version} ({model_path}), {len(held_out)} held-out acquisitions "
               f"({int(ref_reject.sum())} rejected by the served float32), serving thresholds '{calibration.serving}'")
-        print(f"score differences in SSIM units (x {unit:.4f}, the local score's largest good-patch spread); "
+        print(f"score differences in SSIM units (x {unit:.4f}, the most map units one unit of the local score stands for); "
               f"invariant 2 allows 1e-4")
         print(f"{'variant':<28} {'p50 ms':>8} {'p99 ms':>8} {'x served':>9} {'max|dscore|':>12} {'max|dphi|':>10} "
               f"{'decisions changed':>18}")
