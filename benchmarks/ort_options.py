@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if local_path.is_file():  # invariant 2 is read in units of the one SSIM (as export and the e2e test do)
         from vialguard.local_score import LocalScoreModel
 
-        from trainer.export import score_unit
-
-        unit = score_unit(LocalScoreModel.from_bytes(local_path.read_bytes()))
+        unit = LocalScoreModel.from_bytes(local_path.read_bytes()).score_unit
     else:
         unit = 1.0
 

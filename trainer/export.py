@@ -118,7 +118,7 @@ def compare_with_onnx(inspector: Any, onnx_bytes: bytes, patches: np.ndarray,
 
     ``score_max_ssim_units`` is the score's difference in units of the one SSIM: a
     local score is the SSIM map divided by a good-patch spread (``score_unit``, its
-    largest value, is passed for it), so float32 rounding of the map that no decision
+    largest value: LocalScoreModel.score_unit, is passed for it), so float32 rounding of the map that no decision
     can see grows by that division; multiplied back, the contract (1e-4) reads as for phi.
     """
     import onnxruntime as ort
@@ -130,15 +130,6 @@ def compare_with_onnx(inspector: Any, onnx_bytes: bytes, patches: np.ndarray,
     diffs = {f"{name}_max_abs_diff": float(np.max(np.abs(served[name] - ref[name]))) for name in io.OUTPUTS}
     diffs[f"{io.OUTPUT_SCORE}_max_ssim_units"] = diffs[f"{io.OUTPUT_SCORE}_max_abs_diff"] * score_unit
     return diffs
-
-
-def score_unit(local: LocalScoreModel) -> float:
-    """The most map units one unit of the local score stands for: the largest per-pixel scale,
-    times the row tail the map was divided by first (vialguard.local_score)."""
-    scale = local.scale.astype(np.float64)
-    if local.row_scale is not None:
-        scale = scale * local.row_scale.astype(np.float64)[..., None]
-    return float(scale.max())
 
 
 def to_pixel_input(onnx_bytes: bytes, recipe: Recipe, patch_size: int, probes: np.ndarray) -> tuple[bytes, str]:
@@ -246,7 +237,7 @@ def export_version(
     check_onnx_io(onnx_bytes, profile.patch_size)
     probe_count = local.layout.per_acquisition if local is not None else PROBE_PATCHES
     diffs = compare_with_onnx(inspector, onnx_bytes, probe_patches(profile.patch_size, probe_count),
-                              score_unit(local) if local is not None else 1.0)
+                              local.score_unit if local is not None else 1.0)
     tolerances = {f"{io.OUTPUT_SCORE}_max_ssim_units": SCORE_TOLERANCE, f"{io.OUTPUT_PHI}_max_abs_diff": SCORE_TOLERANCE,
                   f"{io.OUTPUT_HEATMAP}_max_abs_diff": HEATMAP_TOLERANCE}
     if not all(diffs[name] <= limit for name, limit in tolerances.items()):

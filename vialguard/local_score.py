@@ -144,6 +144,16 @@ class LocalScoreModel:
         return SCORE_LOCAL_FUSED if self.fuse_frames else SCORE_LOCAL
 
     @property
+    def score_unit(self) -> float:
+        """The most map units one unit of this score stands for (the largest per-pixel scale, times
+        the row tail the map is divided by first): a score difference times this is a difference of
+        the map itself, in which invariant 2 (1e-4 of the one SSIM) is read."""
+        scale = self.scale.astype(np.float64)
+        if self.row_scale is not None:
+            scale = scale * self.row_scale.astype(np.float64)[..., None]
+        return float(scale.max())
+
+    @property
     def map_shape(self) -> tuple[int, int]:
         return int(self.mean.shape[1]), int(self.mean.shape[2])
 

@@ -241,3 +241,12 @@ def test_tensorflow_divides_by_the_row_tail_as_the_reference() -> None:
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(CalibrationError, match="row scales"):
         LocalScoreModel(LAYOUT, True, model.mean, model.scale, row_scale=np.zeros((LAYOUT.regions, H), np.float32))
+
+
+def test_the_score_unit_reads_a_score_difference_as_a_difference_of_the_map() -> None:
+    model = _model(True)
+    assert model.score_unit == pytest.approx(float(model.scale.max()))
+    rows = np.full((LAYOUT.regions, H), 0.5, np.float32)
+    rows[2, 4] = 3.0
+    tailed = LocalScoreModel(LAYOUT, True, model.mean, model.scale, row_scale=rows)
+    assert tailed.score_unit == pytest.approx(float((model.scale * rows[..., None]).max()))

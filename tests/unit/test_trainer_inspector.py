@@ -123,5 +123,5 @@ def test_inspector_local_score_and_phi_equal_the_numpy_reference_and_survive_onn
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     served = dict(zip([o.name for o in session.get_outputs()], session.run(None, {INPUT_PATCHES: patches})))
     # 1e-4 in units of the SSIM map (the score is the map / scale): see trainer.export.compare_with_onnx
-    assert np.max(np.abs(served[OUTPUT_SCORE] - out[OUTPUT_SCORE].numpy())) * local.scale.max() <= 1e-4
+    assert np.max(np.abs(served[OUTPUT_SCORE] - out[OUTPUT_SCORE].numpy())) * local.score_unit <= 1e-4
     np.testing.assert_allclose(served[OUTPUT_PHI], out[OUTPUT_PHI].numpy(), atol=1e-4)
