@@ -2,6 +2,7 @@
 # camera) and `make test` (the default test run, also what CI runs).
 # Extra demo arguments: make demo ARGS="--good 5 --defective 5 --pace-ms 500"
 .PHONY: setup test test-slow demo train-cpu elpv bench bench-inference bench-training bench-stack bench-ort \
+        bench-gpu-prepare bench-gpu \
         proto sim-kit verify-audit campaign
 
 PY := .venv/bin/python
@@ -44,6 +45,15 @@ bench-ort: setup
 
 bench-stack: setup
 	$(PY) -m benchmarks.stack --repository model_repository --concurrency 1,2
+
+# The paper profile on a GPU in fp16 (issue 9): convert here (TensorFlow, about 11 GB of RAM),
+# then on a GPU host with PyTorch, onnx and onnxruntime: make bench-gpu (no TensorFlow needed).
+bench-gpu-prepare: setup
+	$(PY) -m benchmarks.gpu_paper prepare --out .gpu/paper
+
+bench-gpu:
+	python3 -m pip install --quiet -r requirements/gpu-bench.txt
+	python3 -m benchmarks.gpu_paper time --model .gpu/paper --batches 60,1,240 --json .gpu/paper/figures.json
 
 proto: setup
 	scripts/gen_proto.sh
