@@ -163,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", type=_existing_dir, default=Path("model_repository"), help="model repository")
     p.add_argument("--out", type=Path, required=True, help="directory for report.md/json, roc.png")
 
+    p = sub.add_parser("visibility", help="how much of each defect of a simulated kit the inspected pixels hold "
+                                          "(d' against the sensor noise), beside a version's detection on that kit")
+    p.add_argument("--seed", type=int, required=True, help="the kit's simulator seed (simulate: --seed + 2 for test)")
+    p.add_argument("--good", type=_positive_int, default=20)
+    p.add_argument("--defective", type=_positive_int, default=20)
+    p.add_argument("--runs", type=_positive_int, default=10)
+    p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
+    p.add_argument("--report", type=_existing_file, help="a version's report.json on the same kit, to show beside")
+    p.add_argument("--json", type=Path, help="write every defect's figures here")
+
     p = sub.add_parser("import", help="a line's own acquisitions (good/<product>/<run>/*.png, "
                                       "defective/<product>/<run>/*.png) into the dataset format")
     p.add_argument("--source", type=_existing_dir, required=True, help="folder with good/ and defective/")

@@ -201,6 +201,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_visibility(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer.visibility import kit_visibility, summary_lines, write_json
+
+    defects = kit_visibility(load_recipe(args.recipe), args.good, args.defective, args.runs, args.seed)
+    report = json.loads(args.report.read_text()) if args.report else None
+    print("\n".join(summary_lines(defects, report)))
+    if args.json:
+        write_json(defects, args.json)
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from vialguard.dataset_import import import_folder
 
@@ -214,6 +227,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "segment": cmd_segment, "calibrate": cmd_calibrate,
     "evaluate": cmd_evaluate, "export": cmd_export, "all": cmd_all, "elpv": cmd_elpv,
-    "validate": cmd_validate, "import": cmd_import,
+    "validate": cmd_validate, "import": cmd_import, "visibility": cmd_visibility,
 }
 
