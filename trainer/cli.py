@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=_existing_file, help="a version's report.json on the same kit, to show beside")
     p.add_argument("--json", type=Path, help="write every defect's figures here")
 
+    p = sub.add_parser("outline", help="screen the sub-pixel outline measurement (not served yet): threshold from "
+                                       "a calibration kit, false rejects and detections on a held-out kit")
+    p.add_argument("--calibration", type=_existing_dir, required=True, help="ingested calibration kit (patches)")
+    p.add_argument("--test", type=_existing_dir, required=True, help="ingested held-out kit (patches)")
+    p.add_argument("--regions", default="1", help="comma-separated regions (default 1: neck and shoulder)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
+
     p = sub.add_parser("import", help="a line's own acquisitions (good/<product>/<run>/*.png, "
                                       "defective/<product>/<run>/*.png) into the dataset format")
     p.add_argument("--source", type=_existing_dir, required=True, help="folder with good/ and defective/")

@@ -214,6 +214,14 @@ def cmd_visibility(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outline(args: argparse.Namespace) -> int:
+    from trainer.outline_screen import screen
+
+    regions = tuple(int(r) for r in args.regions.split(",") if r.strip())
+    print("\n".join(screen(args.calibration, args.test, load_recipe(args.recipe), regions)))
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from vialguard.dataset_import import import_folder
 
@@ -228,5 +236,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "segment": cmd_segment, "calibrate": cmd_calibrate,
     "evaluate": cmd_evaluate, "export": cmd_export, "all": cmd_all, "elpv": cmd_elpv,
     "validate": cmd_validate, "import": cmd_import, "visibility": cmd_visibility,
+    "outline": cmd_outline,
 }
 
