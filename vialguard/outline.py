@@ -49,7 +49,8 @@ def edge_columns(images: np.ndarray, min_step: float = MIN_EDGE_STEP) -> np.ndar
         curvature = left - 2 * centre + right
         safe = np.where(curvature == 0, 1.0, curvature)
         vertex = np.where(curvature != 0, np.clip(0.5 * (left - right) / safe, -0.5, 0.5), 0.0)
-        sides.append(np.where(centre >= min_step, offset + peak + vertex, np.nan))
+        column = (offset + peak).astype(np.float32) + vertex.astype(np.float32)  # float32, as the served graph
+        sides.append(np.where(centre >= min_step, column, np.float32(np.nan)))
     return np.stack(sides, axis=-2)
 
 
@@ -74,14 +75,15 @@ def outline_deviation(acquisition: np.ndarray, layout: PatchLayout, regions: tup
     per = x.reshape(layout.frames, layout.vials, layout.regions, *x.shape[-2:])[:, :, list(regions)]
     edges = edge_columns(per)                                            # [F, V, R', 2, P]
     found = np.isfinite(edges)
-    count = found.sum(axis=0)
+    count = found.sum(axis=0).astype(np.float32)
     seen = count > 0
-    mean = np.where(found, edges, 0.0).sum(axis=0) / np.maximum(count, 1)
+    mean = np.where(found, edges, np.float32(0)).sum(axis=0, dtype=np.float32) / np.maximum(count, np.float32(1))
     # Rows without an outline take the mean of the rows with one, so the running median stays put.
-    rows_seen = seen.sum(axis=-1, keepdims=True)
-    level = np.where(seen, mean, 0.0).sum(axis=-1, keepdims=True) / np.maximum(rows_seen, 1)
-    filled = np.where(seen, mean, level)
-    return np.where(seen, np.abs(filled - running_median(filled)), 0.0)
+    rows_seen = seen.sum(axis=-1, keepdims=True).astype(np.float32)
+    level = np.where(seen, mean, np.float32(0)).sum(axis=-1, keepdims=True, dtype=np.float32) / np.maximum(
+        rows_seen, np.float32(1))
+    filled = np.where(seen, mean, level).astype(np.float32)
+    return np.where(seen, np.abs(filled - running_median(filled)), np.float32(0))
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,40 @@ def test_the_screen_counts_runs_over_the_highest_good_calibration_vial() -> None
     lines = screen_lines(kit(False), kit(True), regions)
     assert lines[0].startswith("R1: threshold") and lines[0].endswith("over it: 0 of 10")
     assert "P0001 vial 4" in lines[1] and "7 of 10 runs over the threshold" in lines[1]
+
+
+def test_the_tensorflow_twin_gives_numpys_deviations_and_scores() -> None:
+    import tensorflow as tf
+
+    from trainer.outline_tf import outline_deviation_tf, outline_scores_tf
+
+    acquisitions = np.stack([_acquisition(bumped=(1, 1), seed=3), _acquisition(seed=4)])        # [2, 60, P, P]
+    regions = (0, 1, 3)
+    want = np.stack([outline_deviation(a, LAYOUT, regions) for a in acquisitions])
+    got = outline_deviation_tf(tf.constant(acquisitions.reshape(-1, P, P, 1)), LAYOUT, regions).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    model = OutlineModel.fit(want, regions)
+    scores = outline_scores_tf(tf.constant(acquisitions.reshape(-1, P, P, 1)), model, LAYOUT).numpy()
+    np.testing.assert_allclose(scores, model.scores(want), rtol=1e-4, atol=2e-3)
+    assert scores[0, 1, 1] == scores[0].max()                    # the bumped vial's R1 is the acquisition's top
+
+
+def test_the_twin_converts_to_onnx_with_the_same_scores() -> None:
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    from trainer.export import OPSET
+    from trainer.outline_tf import outline_scores_tf
+
+    acquisition = _acquisition(bumped=(4, 1), seed=5)
+    regions = (1,)
+    good = np.stack([outline_deviation(_acquisition(seed=s), LAYOUT, regions) for s in (6, 7)])
+    model = OutlineModel.fit(good, regions)
+    spec = tf.TensorSpec([None, P, P, 1], tf.float32, name="patches")
+    proto, _ = tf2onnx.convert.from_function(tf.function(lambda x: outline_scores_tf(x, model, LAYOUT)),
+                                             input_signature=[spec], opset=OPSET)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    served = session.run(None, {"patches": acquisition.reshape(-1, P, P, 1)})[0]
+    want = model.scores(outline_deviation(acquisition, LAYOUT, regions))[None]
+    np.testing.assert_allclose(served, want, rtol=1e-4, atol=2e-3)
