@@ -180,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", default="1", help="comma-separated regions (default 1: neck and shoulder)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
 
+    p = sub.add_parser("add-outline", help="publish a copy of a version with the outline measurement folded into "
+                                           "its score (statistics and threshold from the calibration kit)")
+    p.add_argument("--version", type=_positive_int, help="published version to derive from (default: the newest)")
+    p.add_argument("--calibration", type=_existing_dir, required=True,
+                   help="the version's ingested calibration kit (patches)")
+    p.add_argument("--validate-kit", type=_existing_dir,
+                   help="held-out kit (dataset): the new graph is validated on it first, its report published with it")
+    p.add_argument("--regions", default="1", help="comma-separated regions (default 1: neck and shoulder)")
+    p.add_argument("--repository", type=_existing_dir, default=Path("model_repository"), help="model repository")
+    p.add_argument("--report-dir", type=Path, help="report.md/json and roc.png of the new graph: written there with "
+                                                  "--validate-kit, else taken from there (an earlier validate)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE_ID, help="recipe id or YAML path")
+
     p = sub.add_parser("import", help="a line's own acquisitions (good/<product>/<run>/*.png, "
                                       "defective/<product>/<run>/*.png) into the dataset format")
     p.add_argument("--source", type=_existing_dir, required=True, help="folder with good/ and defective/")

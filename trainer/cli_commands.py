@@ -222,6 +222,33 @@ def cmd_outline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_outline(args: argparse.Namespace) -> int:
+    from trainer.export import OPSET
+    from trainer.onnx_outline_graph import outline_version, validated_outline_version
+    from trainer.outline_screen import fit_outline, kit_outlines
+    from vialguard.local_score import PatchLayout
+    from vialguard.model_repository import latest_version
+
+    recipe = load_recipe(args.recipe)
+    regions = tuple(int(r) for r in args.regions.split(",") if r.strip())
+    source = args.version or latest_version(args.repository)
+    if source is None:
+        raise ValueError(f"no published version in {args.repository}")
+    outline = fit_outline(kit_outlines(args.calibration, recipe, regions), regions)
+    layout = PatchLayout.from_recipe(recipe)
+    if args.validate_kit:
+        report_dir = args.report_dir or args.repository.parent / "runs" / f"validate-outline-{source}"
+        version = validated_outline_version(args.repository, source, outline, layout, OPSET, args.validate_kit,
+                                            report_dir)
+    else:
+        reports = ({name: args.report_dir / name for name in ("report.md", "report.json", "roc.png")
+                    if (args.report_dir / name).is_file()} if args.report_dir else None)
+        version = outline_version(args.repository, source, outline, layout, OPSET, reports)
+    print(f"version {version}: version {source} with the outline of "
+          f"{', '.join(f'R{r}' for r in regions)} (threshold {outline.threshold:.2f} z) in its score")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from vialguard.dataset_import import import_folder
 
@@ -236,6 +263,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": cmd_simulate, "ingest": cmd_ingest, "train": cmd_train, "segment": cmd_segment, "calibrate": cmd_calibrate,
     "evaluate": cmd_evaluate, "export": cmd_export, "all": cmd_all, "elpv": cmd_elpv,
     "validate": cmd_validate, "import": cmd_import, "visibility": cmd_visibility,
-    "outline": cmd_outline,
+    "outline": cmd_outline, "add-outline": cmd_add_outline,
 }
 

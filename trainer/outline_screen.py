@@ -69,6 +69,13 @@ def screen_lines(calibration: KitOutlines, test: KitOutlines, regions: tuple[int
     return lines
 
 
+def fit_outline(calibration: KitOutlines, regions: tuple[int, ...]) -> OutlineModel:
+    """Statistics from the calibration kit's good vials; threshold = the highest good calibration vial's score."""
+    good = calibration.deviation[~calibration.defective]
+    model = OutlineModel.fit(good, regions)
+    return model.with_threshold(float(model.scores(good).max()))
+
+
 def screen(calibration: Path, test: Path, recipe: Recipe, regions: tuple[int, ...]) -> list[str]:
     source = Path(load_index(test).source)
     defects = kit_defects(source) if (source / "manifest.jsonl").is_file() else None

@@ -20,7 +20,8 @@ acquisitions with no good acquisition over the highest good calibration vial).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -93,6 +94,7 @@ class OutlineModel:
     regions: tuple[int, ...]
     mean: np.ndarray    # [R', 2, P] px
     spread: np.ndarray  # [R', 2, P] px, floored
+    threshold: float = float("inf")   # z over which a vial is rejected (set by the calibration kit)
 
     @classmethod
     def fit(cls, good: np.ndarray, regions: tuple[int, ...], floor: float = SPREAD_FLOOR) -> "OutlineModel":
@@ -107,3 +109,18 @@ class OutlineModel:
         """[..., V, R', 2, P] deviations -> [..., V, R'] scores: the largest z over rows and sides."""
         z = (np.asarray(deviation, np.float64) - self.mean) / self.spread
         return z[..., EDGE_ROWS_SKIPPED:-EDGE_ROWS_SKIPPED].max(axis=(-1, -2))
+
+    def with_threshold(self, threshold: float) -> "OutlineModel":
+        return replace(self, threshold=float(threshold))
+
+    def to_bytes(self) -> bytes:
+        """As an .npz (outline.npz in a version)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, regions=np.array(self.regions, np.int64), mean=self.mean, spread=self.spread,
+                 threshold=np.float64(self.threshold))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "OutlineModel":
+        with np.load(io.BytesIO(data)) as z:
+            return cls(tuple(int(r) for r in z["regions"]), z["mean"], z["spread"], float(z["threshold"]))
