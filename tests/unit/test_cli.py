@@ -19,7 +19,8 @@ from trainer.run_scale import SCALES
 from trainer.shard_index import load_index
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("simulate", "ingest", "train", "segment", "calibrate", "evaluate", "export", "all", "elpv", "validate", "import")
+SUBCOMMANDS = ("simulate", "ingest", "train", "segment", "calibrate", "evaluate", "export", "all", "elpv", "validate", "import",
+               "visibility", "outline", "add-outline")
 
 
 def test_every_subcommand_has_a_handler_and_a_help_page(capsys):
