@@ -31,7 +31,7 @@ from trainer.onnx_pixel_input import SCALED_NAME
 from vialguard.errors import ModelVersionError
 from vialguard.inspector_io import MANIFEST_FILENAME, ONNX_FILENAME, OUTPUT_SCORE, HEATMAP_ONNX_FILENAME
 from vialguard.local_score import PatchLayout
-from vialguard.model_repository import load_version_calibration, publish_version, version_dir
+from vialguard.model_repository import copy_version, load_version_calibration, publish_version, version_dir
 from vialguard.outline import OutlineModel
 from vialguard.triton_backend import triton_backend_files
 
@@ -140,14 +140,7 @@ def validated_outline_version(repository: Path, version: int, outline: OutlineMo
     from trainer.validate import validate_version
 
     with tempfile.TemporaryDirectory(prefix="vialguard-outline-") as scratch:
-        source, target = Path(repository) / "inspector", Path(scratch) / "inspector"
-        target.mkdir()
-        for name in ("config.pbtxt", "configs"):
-            if (source / name).is_dir():
-                shutil.copytree(source / name, target / name)
-            elif (source / name).is_file():
-                shutil.copy2(source / name, target / name)
-        shutil.copytree(source / str(version), target / str(version))
-        trial = outline_version(Path(scratch), version, outline, layout, opset)
-        _, files = validate_version(Path(scratch), trial, kit, report_dir)
+        trial_repository = copy_version(repository, version, Path(scratch) / "model_repository")
+        trial = outline_version(trial_repository, version, outline, layout, opset)
+        _, files = validate_version(trial_repository, trial, kit, report_dir)
         return outline_version(repository, version, outline, layout, opset, files)

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from trainer.onnx_heatmap_graph import heatmap_subgraph
 from vialguard.inspector_io import (HEATMAP_ONNX_FILENAME, INPUT_PATCHES, MANIFEST_FILENAME, ONNX_FILENAME, PIXEL_SCALE,
                                     input_datatype)
-from vialguard.model_repository import publish_version, version_dir
+from vialguard.model_repository import copy_version, publish_version, version_dir
 from vialguard.triton_backend import triton_backend_files
 
 ELEM_TYPE = {8: TensorProto.UINT8, 16: TensorProto.UINT16}
@@ -102,12 +102,5 @@ def pixel_copy_repository(repository: Path, version: int, scratch: Path, bit_dep
     For measuring and testing the pixel path on a version exported before it existed,
     without touching the real repository.
     """
-    source, target = Path(repository) / "inspector", Path(scratch) / "model_repository" / "inspector"
-    target.mkdir(parents=True)
-    for name in ("config.pbtxt", "configs"):
-        if (source / name).is_dir():
-            shutil.copytree(source / name, target / name)
-        elif (source / name).is_file():
-            shutil.copy2(source / name, target / name)
-    shutil.copytree(source / str(version), target / str(version))
-    return target.parent, rewrite_version(target.parent, version, bit_depth)
+    target = copy_version(repository, version, Path(scratch) / "model_repository")
+    return target, rewrite_version(target, version, bit_depth)

@@ -70,6 +70,22 @@ def version_input_datatype(repository: Path, version: int, model: str = MODEL_NA
     return str((manifest.get("io") or {}).get("input_datatype") or DATATYPE_FP32)
 
 
+def copy_version(repository: Path, version: int, target: Path, model: str = MODEL_NAME) -> Path:
+    """A scratch repository at ``target`` holding ``version`` and the model's configs; returns ``target``.
+
+    For deriving or measuring a version without touching the real repository.
+    """
+    source, into = model_dir(repository, model), model_dir(target, model)
+    into.mkdir(parents=True)
+    for name in ("config.pbtxt", "configs"):
+        if (source / name).is_dir():
+            shutil.copytree(source / name, into / name)
+        elif (source / name).is_file():
+            shutil.copy2(source / name, into / name)
+    shutil.copytree(source / str(version), into / str(version))
+    return Path(target)
+
+
 def _next_version(repository: Path, model: str) -> int:
     mark = model_dir(repository, model) / HIGH_WATER_FILE
     seen = int(mark.read_text().strip()) if mark.is_file() else 0
