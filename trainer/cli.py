@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=_existing_file, help="a version's report.json on the same kit, to show beside")
     p.add_argument("--json", type=Path, help="write every defect's figures here")
 
-    p = sub.add_parser("outline", help="screen the sub-pixel outline measurement (not served yet): threshold from "
+    p = sub.add_parser("outline", help="screen the sub-pixel outline measurement on its own: threshold from "
                                        "a calibration kit, false rejects and detections on a held-out kit")
     p.add_argument("--calibration", type=_existing_dir, required=True, help="ingested calibration kit (patches)")
     p.add_argument("--test", type=_existing_dir, required=True, help="ingested held-out kit (patches)")

@@ -1,6 +1,7 @@
 """Screen the sub-pixel outline measurement (vialguard.outline) on a calibration kit and a held-out kit.
 
-Not served yet: this measures what it would add. Good vials of the calibration kit give each region's
+What the outline alone would add, before (or beside) a version that serves it (trainer.onnx_outline_graph,
+which takes its statistics and threshold from ``fit_outline``). Good vials of the calibration kit give each region's
 statistics and its threshold (the highest good calibration vial's score: no good calibration vial is
 over it); the held-out kit then gives the share of good acquisitions that would be rejected for it and,
 for every defective vial of the region, its scores and how many of its runs are over the threshold.

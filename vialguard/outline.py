@@ -14,9 +14,10 @@ as a whole, but by 0.01-0.04 px from their own 15-row running median in the neck
                   calibration vials, spread floored)
     score(v, r) = max over rows and sides of z
 
-This module is the numpy reference of that measurement, as a screened option: it is not yet in
-the served graph (see the README: on version 8's kits it finds the missed neck bump in 10 of 10
-acquisitions with no good acquisition over the highest good calibration vial).
+This module is the numpy reference of that measurement; trainer.outline_tf is its TensorFlow twin,
+which trainer.onnx_outline_graph folds into a version's score (R1 from version 9: on version 8's
+held-out kit it finds the missed neck bump in 10 of 10 acquisitions, no good acquisition over the
+highest good calibration vial).
 """
 from __future__ import annotations
 
