@@ -37,7 +37,7 @@ from vialguard.triton_backend import triton_backend_files
 
 OUTLINE_FILENAME = "outline.npz"
 NOT_MEASURED = -1e30      # the outline score of a patch of a region it does not measure: never the max
-PREFIX = "outline/"
+PREFIX = "outline"       # the folded nodes' names: outline/..., outline1/... when folded again
 
 
 def outline_patch_scores_onnx(model: OutlineModel, layout: PatchLayout, patch_size: int,
@@ -71,7 +71,10 @@ def fold_outline(model_bytes: bytes, outline: onnx.ModelProto) -> bytes:
     producer = [node for node in graph.node if OUTPUT_SCORE in node.output]
     if len(producer) != 1:
         raise ModelVersionError(f"expected one node producing '{OUTPUT_SCORE}', found {len(producer)}")
-    local = f"{OUTPUT_SCORE}__local"
+    taken = {name for node in graph.node for name in [*node.input, *node.output, node.name]} | \
+        {t.name for t in graph.initializer}
+    prefix = next(f"{PREFIX}{k or ''}/" for k in range(100) if not any(n.startswith(f"{PREFIX}{k or ''}/") for n in taken))
+    local = f"{OUTPUT_SCORE}__before_{prefix.rstrip('/')}"
     producer[0].output[:] = [local if name == OUTPUT_SCORE else name for name in producer[0].output]
     for node in graph.node:  # nodes reading the score inside the graph read the local one
         node.input[:] = [local if name == OUTPUT_SCORE else name for name in node.input]
@@ -80,18 +83,18 @@ def fold_outline(model_bytes: bytes, outline: onnx.ModelProto) -> bytes:
     renamed = {source: SCALED_NAME}
 
     def name_of(name: str) -> str:
-        return renamed.get(name, PREFIX + name if name else name)
+        return renamed.get(name, prefix + name if name else name)
 
     for tensor in sub.initializer:
-        tensor.name = PREFIX + tensor.name
+        tensor.name = prefix + tensor.name
         graph.initializer.append(tensor)
     for node in sub.node:
         node.input[:] = [name_of(n) for n in node.input]
         node.output[:] = [name_of(n) for n in node.output]
-        node.name = PREFIX + node.name
+        node.name = prefix + node.name
         graph.node.append(node)
     graph.node.append(helper.make_node("Max", [local, name_of(sub.output[0].name)], [OUTPUT_SCORE],
-                                       name="score_with_outline"))
+                                       name=f"{prefix}score_with_outline"))
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
