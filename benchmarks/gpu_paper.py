@@ -207,12 +207,11 @@ def register_missing_converters() -> None:
             index = index.reshape(index.shape + (1,) * (moved.dim() - 2)).expand_as(moved)
             return torch.gather(moved, 0, index).movedim((0, 1), (self.time_axis, self.batch_axis))
 
-    for version in (10,):
-        @add_converter(operation_type="ReverseSequence", version=version)
-        def _(node, graph):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-            return OperationConverterResult(
-                torch_module=ReverseSequence(node.attributes.get("batch_axis", 1), node.attributes.get("time_axis", 0)),
-                onnx_mapping=onnx_mapping_from_node(node))
+    @add_converter(operation_type="ReverseSequence", version=10)   # its only version
+    def _(node, graph):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        return OperationConverterResult(
+            torch_module=ReverseSequence(node.attributes.get("batch_axis", 1), node.attributes.get("time_axis", 0)),
+            onnx_mapping=onnx_mapping_from_node(node))
 
 
 def crop_after_conv_transpose(model: Any) -> int:

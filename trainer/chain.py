@@ -230,7 +230,8 @@ def load_generator(path: Path) -> Any:
     return keras.models.load_model(path, compile=False)
 
 
-def _kit_stream(kit: Path, recipe: Recipe) -> Any:
+def kit_stream(kit: Path, recipe: Recipe) -> Any:
+    """An ingested kit's patches as whole acquisitions (the inspected frames), with their labels."""
     from trainer.pipeline import labelled_dataset
     from trainer.scoring import labelled_stream
 
@@ -252,7 +253,7 @@ def calibrate_kit(generator: Any, profile: Any, kit: Path, train_patches: Path, 
 
         check_recipe(recipe)  # a resampled profile gets the settings scaled to its side (at_side)
     digest = load_index(train_patches).source_digest
-    maps = kit_maps(generator, _kit_stream(kit, recipe), recipe, anomaly_map=anomaly_map)
+    maps = kit_maps(generator, kit_stream(kit, recipe), recipe, anomaly_map=anomaly_map)
     return calibrate_scores(maps, served=served or DEFAULT_SCORE, profile=profile.name,
                             patch_size=profile.patch_size, recipe=recipe, training_data_digest=digest)
 
@@ -268,7 +269,7 @@ def evaluate_kit(generator: Any, profile: Any, bundle: Any, kit: Path, recipe: R
     _check_kit(kit, profile)
     source = Path(load_index(kit).source)
     defects = kit_defects(source) if (source / "manifest.jsonl").is_file() else None
-    evaluation = evaluate_scores(kit_maps(generator, _kit_stream(kit, recipe), recipe, bundle), bundle, defects)
+    evaluation = evaluate_scores(kit_maps(generator, kit_stream(kit, recipe), recipe, bundle), bundle, defects)
     out.mkdir(parents=True, exist_ok=True)
     files = write_report(evaluation, out, title=f"vialguard {profile.name} evaluation on the held-out kit")
     return evaluation, files

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.chain import _kit_stream
+from trainer.chain import kit_stream
 from trainer.kit_maps import patch_order
 from trainer.qualification import kit_defects
 from trainer.shard_index import load_index
@@ -38,7 +38,7 @@ def kit_outlines(patches: Path, recipe: Recipe, regions: tuple[int, ...]) -> Kit
     """One pass over an ingested kit (patches of the inspected frames)."""
     layout = PatchLayout.from_recipe(recipe)
     deviation, product, defective, patch_defective = [], [], [], []
-    for batch, meta in _kit_stream(patches, recipe):
+    for batch, meta in kit_stream(patches, recipe):
         order = patch_order(meta, layout)
         deviation.append(outline_deviation(np.asarray(batch, np.float32)[order], layout, regions))
         product.append(str(np.asarray(meta["product_id"])[0]))

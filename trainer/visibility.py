@@ -100,10 +100,11 @@ def kit_visibility(recipe: Recipe, good: int, defective: int, runs: int, seed: i
     plans = plan_products(recipe, good, defective, seed, "kit", severity_range)
     out = []
     for number, plan in enumerate(plans):
+        if not plan.defects:
+            continue
+        with_defects = renderer.product_layers(plan.shape, list(plan.defects))   # once per product
         for i, spec in enumerate(plan.defects):
-            others = [d for j, d in enumerate(plan.defects) if j != i]
-            with_defects = renderer.product_layers(plan.shape, list(plan.defects))
-            clean = renderer.product_layers(plan.shape, others)
+            clean = renderer.product_layers(plan.shape, [d for j, d in enumerate(plan.defects) if j != i])
             own = spec.vial * len(recipe.regions) + spec.region
             figures = np.array([acquisition_visibility(renderer, recipe, plan.shape, with_defects, clean,
                                                        run_conditions(plan, number, r, seed), own)
