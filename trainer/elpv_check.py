@@ -244,7 +244,7 @@ def smoothing_by_cross_validation(maps: dict[str, np.ndarray], types: dict[str, 
 
 def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings()) -> dict[str, Any]:
     """Train, calibrate and test on elpv; writes elpv_report.json and .md under ``out_dir``."""
-    from trainer.calibrate_local import SMOOTH_SIGMA
+    from trainer.calibrate_local import DILATE, SMOOTH_SIGMA
     from trainer.config import get_profile, load_train_config
     from trainer.inspector import scored_map
     from trainer.run_scale import get_scale
@@ -314,7 +314,8 @@ def run_elpv_check(out_dir: str | Path, settings: ElpvSettings = ElpvSettings())
         "thresholds_chosen_on": "calibration split (accuracy-maximising), never on test cells",
         "score": ("local (max of the " + ("segmentation head's logit map" if segmenter_of(generator) is not None
                                           else "1-SSIM map")
-                  + " normalised per pixel by good calibration cells of the same type)"),
+                  + f" smoothed by {SMOOTH_SIGMA:g} px, normalised per pixel by good calibration cells of the same "
+                    f"type in its {DILATE} px neighbourhood, as the line's calibration does)"),
         **judge(scores, cell_types),
         "phi": {k: v for k, v in judge(phi, cell_types).items() if k in ("test", "calibration")},
         "smoothing": {

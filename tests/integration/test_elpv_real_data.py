@@ -47,9 +47,10 @@ def test_gan_trained_on_good_cells_separates_held_out_defects(tmp_path):
     assert report["calibration"]["pooled_threshold"]["n_good"] == 150
     assert report["calibration"]["pooled_threshold"]["n_defective"] == 150
     assert set(report["thresholds"]["per_type"]) == {"mono", "poly"}
-    # Measured (256 px, local score, 2 cores): 5 x 150 steps gave test AUROC 0.66 (mono cells 0.82,
-    # poly 0.49: their grain texture is not learnt in so few steps), phi on the same cells 0.59, balanced
-    # accuracy 0.62. (64 px, phi, the earlier method: 0.56 / 0.76 / 0.50.)
+    # Measured (256 px, local score with the line's statistics, 2 cores): the default 16 x 250 steps gave
+    # test AUROC 0.78 (mono cells 0.85, poly 0.73), phi on the same cells 0.63, balanced accuracy 0.71;
+    # 4 x 150 steps 0.69 (poly 0.53: their grain is not learnt in so few steps). This test trains 2 x 120
+    # steps to stay short, so it asserts only better than chance. (64 px, phi, the earlier method: 0.56.)
     assert "phi" in report and report["score"].startswith("local")
     assert test["auroc"] > 0.5, report
     assert test["auroc_by_type"]["mono"] > 0.65, report
