@@ -11,13 +11,14 @@ products, which differ from each fold's only by sampling.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 
 from trainer.kit_maps import KitMaps
 from trainer.scoring import ScoredSet
 from vialguard.errors import CalibrationError
-from vialguard.local_score import (MAP_STRIP, SCORE_LOCAL, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel,
+from vialguard.local_score import (MAP_STRIP, SCORE_LOCAL, SCORE_LOCAL_FUSED, SCORE_PHI, LocalScoreModel, PatchLayout,
                                    StatisticsAccumulator)
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,20 @@ def fit_local_model(kit: KitMaps, fuse_frames: bool, acquisitions: np.ndarray | 
     good = kit.good_acquisitions()
     if acquisitions is not None:
         good = np.intersect1d(good, acquisitions)
-    acc = StatisticsAccumulator(kit.layout, fuse_frames, SMOOTH_SIGMA, kit.anomaly_map,
-                                kit.anomaly_map in SMOOTH_AFTER_FUSION)
-    for a in good:
-        acc.add(kit.flat_maps(int(a)))
-    return acc.model(floor_quantile_of(kit.anomaly_map) if floor_quantile is None else floor_quantile, DILATE,
-                     row_tail_of(kit.anomaly_map), STRIP_ROW_TAIL_FLOOR)
+    return fit_statistics((kit.flat_maps(int(a)) for a in good), kit.layout, fuse_frames, kit.anomaly_map,
+                          floor_quantile=floor_quantile)
+
+
+def fit_statistics(good_maps: Iterable[np.ndarray], layout: PatchLayout, fuse_frames: bool, anomaly_map: str,
+                   smooth_sigma: float = SMOOTH_SIGMA, floor_quantile: float | None = None) -> LocalScoreModel:
+    """The line's local-score statistics of good maps ([N, h, w] per whole acquisition, patch order):
+    smoothing, fusion order, scale floor, neighbourhood and row tail as this map is calibrated.
+    One recipe for the line's calibration and for the elpv check (trainer.elpv_check)."""
+    acc = StatisticsAccumulator(layout, fuse_frames, smooth_sigma, anomaly_map, anomaly_map in SMOOTH_AFTER_FUSION)
+    for maps in good_maps:
+        acc.add(maps)
+    return acc.model(floor_quantile_of(anomaly_map) if floor_quantile is None else floor_quantile, DILATE,
+                     row_tail_of(anomaly_map), STRIP_ROW_TAIL_FLOOR)
 
 
 def cross_fitted_scores(kit: KitMaps, kind: str, folds: int = DEFAULT_FOLDS,
